@@ -1,0 +1,1 @@
+"""vsr's built-in stages, each module a plugin registered through the ``vsr`` entry-point group."""

@@ -1,0 +1,147 @@
+"""The ``pyav`` decoder: any video or still image FFmpeg reads, as RGB frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import av
+import av.error
+
+from vsr.colour import effective_matrix, sws_matrix, sws_range
+from vsr.errors import VsrError
+from vsr.frame import Colour, Frame
+from vsr.hookspecs import hookimpl
+from vsr.media import IMAGE_FORMATS, ffmpeg_reason, open_input, video_stream
+from vsr.registry import StageRegister
+from vsr.stage import MediaInfo, Stage
+
+
+@dataclass
+class DecodeOptions:
+    threads: int = 0
+    """Decoder threads; 0 lets FFmpeg choose."""
+    thread_type: Literal["AUTO", "FRAME", "SLICE", "NONE"] = "AUTO"
+    """FFmpeg's threading mode."""
+
+    def validate(self) -> str | None:
+        return "threads must be >= 0" if self.threads < 0 else None
+
+
+def _colour_of(stream: Any) -> Colour:
+    cc = stream.codec_context
+    return Colour(
+        matrix=int(cc.colorspace or 2),
+        range=int(cc.color_range or 0),
+        primaries=int(cc.color_primaries or 2),
+        transfer=int(cc.color_trc or 2),
+    )
+
+
+def _bit_depth(pix_fmt: str | None) -> int:
+    if not pix_fmt:
+        return 8
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        return 8
+    return max((c.bits for c in fmt.components), default=8)
+
+
+class PyAVDecoder(Stage):
+    """Decode with FFmpeg (PyAV), converting to RGB with the source's own matrix and range."""
+
+    name = "pyav"
+    description = "FFmpeg decoder (PyAV): videos and still images, 8- to 16-bit, colour-matrix aware"
+    Options = DecodeOptions
+
+    def probe(self) -> MediaInfo:
+        path = self.job.input
+        with open_input(path) as container:
+            stream = video_stream(container, path)
+            cc = stream.codec_context
+            rate = stream.average_rate or stream.guessed_rate
+            duration = None
+            if stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                duration = container.duration / av.time_base
+            frames = stream.frames or (round(duration * rate) if duration and rate else None)
+            fmt_name = container.format.name.split(",")[0]
+            return MediaInfo(
+                width=cc.width,
+                height=cc.height,
+                time_base=stream.time_base or Fraction(1, 25),
+                frame_rate=Fraction(rate) if rate else None,
+                frames=frames or None,
+                duration=duration,
+                colour=_colour_of(stream),
+                bit_depth=_bit_depth(cc.format.name if cc.format else None),
+                is_image=fmt_name in IMAGE_FORMATS,
+                format_name=fmt_name,
+                codec_name=cc.name,
+                video_stream_index=stream.index,
+            )
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        path = self.job.input
+        index = 0
+        with open_input(path) as container:
+            stream = video_stream(container, path)
+            stream.thread_type = self.options.thread_type
+            if self.options.threads:
+                stream.thread_count = self.options.threads
+            time_base = stream.time_base or Fraction(1, 25)
+            step = _frame_step(stream, time_base)
+            last_pts: int | None = None
+            try:
+                for av_frame in container.decode(stream):
+                    pts = av_frame.pts
+                    if pts is None:
+                        pts = 0 if last_pts is None else last_pts + step
+                    last_pts = pts
+                    yield self._to_frame(av_frame, pts, time_base, index)
+                    index += 1
+            except av.error.FFmpegError as exc:
+                raise VsrError(
+                    f"{path}: decoding failed after {index} frames ({ffmpeg_reason(exc)}): "
+                    "the file is truncated or corrupt"
+                ) from None
+        if index == 0:
+            raise VsrError(f"{path}: no frame could be decoded (truncated or corrupt file)")
+
+    def _to_frame(self, av_frame: Any, pts: int, time_base: Fraction, index: int) -> Frame:
+        colour = Colour(
+            matrix=int(av_frame.colorspace or 2),
+            range=int(av_frame.color_range or 0),
+            primaries=int(av_frame.color_primaries or 2),
+            transfer=int(av_frame.color_trc or 2),
+        )
+        fmt = av_frame.format
+        deep = max((c.bits for c in fmt.components), default=8) > 8
+        target = "rgb48le" if deep else "rgb24"
+        if fmt.is_rgb:
+            rgb = av_frame.reformat(format=target)
+        else:
+            rgb = av_frame.reformat(
+                format=target,
+                src_colorspace=sws_matrix(effective_matrix(colour, av_frame.height)),
+                src_color_range=sws_range(colour.range, fmt.name.startswith("yuvj")),
+                interpolation="BICUBIC",
+            )
+        pixels = rgb.to_ndarray()
+        if pixels.ndim == 2:  # grey formats
+            pixels = pixels[..., None].repeat(3, axis=2)
+        return Frame(pixels=pixels[..., :3], pts=pts, time_base=time_base, colour=colour, index=index)
+
+
+def _frame_step(stream: Any, time_base: Fraction) -> int:
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    return max(1, round(1 / (Fraction(rate) * time_base)))
+
+
+@hookimpl
+def register_decoders(register: StageRegister) -> None:
+    register(PyAVDecoder)

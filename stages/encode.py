@@ -1,0 +1,254 @@
+"""The ``pyav`` encoder: frames to a file, with every other stream of the input copied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from vsr.colour import output_colour, sws_matrix
+from vsr.errors import VsrError
+from vsr.frame import RANGE_PC, Frame
+from vsr.hookspecs import hookimpl
+from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
+from vsr.registry import StageRegister
+from vsr.stage import Stage
+
+# Option names of the encoders whose rate control and speed we set by name.
+_CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}
+_SPEED_OPTION = {
+    "libx264": "preset",
+    "libx265": "preset",
+    "libsvtav1": "preset",
+    "libaom-av1": "cpu-used",
+    "libvpx-vp9": "cpu-used",
+}
+
+
+@dataclass
+class EncodeOptions:
+    codec: str = "libx264"
+    """Any FFmpeg encoder PyAV knows: libx264, libx265, libsvtav1, ..."""
+    crf: int | None = 18
+    """Constant-quality level (lower is better); none leaves the encoder's default."""
+    speed: str | None = "medium"
+    """Encoder speed preset (x264/x265 names, SVT-AV1 numbers); none for the default."""
+    pix_fmt: str = "yuv420p"
+    """Output pixel format; yuv420p10le for 10-bit."""
+    tune: str | None = None
+    """x264/x265 tune, e.g. animation, film, grain."""
+    options: dict[str, str] = field(default_factory=dict)
+    """Further encoder options, passed to FFmpeg as they are."""
+    copy_streams: bool = True
+    """Copy audio, subtitle and attachment streams of the input unchanged."""
+
+    def validate(self) -> str | None:
+        try:
+            codec = av.Codec(self.codec, "w")
+        except (ValueError, av.error.FFmpegError):
+            return f"unknown encoder {self.codec!r} (see `ffmpeg -encoders`)"
+        if codec.type != "video":
+            return f"{self.codec} is not a video encoder"
+        try:
+            av.VideoFormat(self.pix_fmt)
+        except (ValueError, av.error.FFmpegError):
+            return f"unknown pixel format {self.pix_fmt!r}"
+        return None
+
+
+class _Remuxer:
+    """Copies the input's other streams into the output, interleaved by time."""
+
+    def __init__(self, output: Any, source: Any, video_index: int, log: Any) -> None:
+        self.output = output
+        self.source = source
+        self.map: dict[int, Any] = {}
+        supported = output.supported_codecs
+        for stream in source.streams:
+            if stream.index == video_index or stream.type not in ("audio", "subtitle"):
+                continue
+            if stream.type == "video":
+                continue
+            name = stream.codec_context.name if stream.codec_context else None
+            if name not in supported:
+                log.warning(
+                    "not copying %s stream #%d (%s): the output container cannot hold it",
+                    stream.type,
+                    stream.index,
+                    name,
+                )
+                continue
+            self.map[stream.index] = output.add_stream_from_template(stream)
+        self._copy_attachments(log)
+        self.packets = source.demux(*[source.streams[i] for i in self.map]) if self.map else iter(())
+        self.pending: Any = None
+
+    def _copy_attachments(self, log: Any) -> None:
+        attachments = list(getattr(self.source.streams, "attachments", ()))
+        if not attachments:
+            return
+        if "matroska" not in self.output.format.name:
+            log.warning("not copying %d attachment(s): only Matroska outputs hold attachments", len(attachments))
+            return
+        for att in attachments:
+            self.output.add_attachment(att.name, att.mimetype, bytes(att.data))
+
+    def _next(self) -> Any:
+        for packet in self.packets:
+            if packet.size == 0:  # the demuxer's flushing packets
+                continue
+            return packet
+        return None
+
+    def pump(self, until: float | None) -> None:
+        """Mux copied packets up to time ``until`` (seconds; None: all)."""
+        while True:
+            if self.pending is None:
+                self.pending = self._next()
+                if self.pending is None:
+                    return
+            packet = self.pending
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if until is not None and ts is not None and float(ts * packet.time_base) > until:
+                return
+            packet.stream = self.map[packet.stream.index]
+            self.output.mux(packet)
+            self.pending = None
+
+
+class PyAVEncoder(Stage):
+    """Encode with FFmpeg (PyAV): source timestamps, colour tags, streams copied."""
+
+    name = "pyav"
+    description = "FFmpeg encoder (PyAV): x264/x265/SVT-AV1/any encoder, keeps timestamps, audio and subtitles"
+    Options = EncodeOptions
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        if self.job.final_output.suffix.lower() in IMAGE_SUFFIXES:
+            yield from self._write_image(frames)
+        else:
+            yield from self._write_video(frames)
+
+    def _write_image(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        first = next(iter(frames), None)
+        if first is None:
+            raise VsrError(f"{self.job.input}: no frame to write")
+        suffix = self.job.final_output.suffix.lower()
+        deep = first.pixels.dtype == np.uint16
+        image = av.VideoFrame.from_ndarray(first.pixels, format="rgb48le" if deep else "rgb24")
+        if suffix in (".jpg", ".jpeg"):
+            codec, pix_fmt = "mjpeg", "yuvj444p"
+        else:
+            codec, pix_fmt = (
+                {".png": "png", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff", ".webp": "libwebp"}[suffix],
+                None,
+            )
+            pix_fmt = (
+                ("rgb48be" if deep else "rgb24")
+                if codec in ("png", "tiff")
+                else "bgr24"
+                if codec == "bmp"
+                else "yuv420p"
+            )
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = first.width, first.height, pix_fmt
+        ctx.time_base = Fraction(1, 25)
+        if codec == "mjpeg":
+            ctx.options = {"qmin": "1", "qmax": "2"}
+            ctx.color_range = RANGE_PC
+        image = image.reformat(format=pix_fmt)
+        try:
+            packets = ctx.encode(image) + ctx.encode(None)
+            with open(self.job.output, "wb") as fh:
+                for packet in packets:
+                    fh.write(bytes(packet))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VsrError(f"{self.job.final_output}: cannot write image: {ffmpeg_reason(exc)}") from None
+        yield first
+
+    def _open_video_stream(self, output: Any, first: Frame) -> Any:
+        opts = self.options
+        media = self.job.media
+        rate = media.frame_rate if media and media.frame_rate else Fraction(25)
+        stream = output.add_stream(opts.codec, rate=rate)
+        stream.width, stream.height = first.width, first.height
+        stream.pix_fmt = opts.pix_fmt
+        stream.time_base = first.time_base
+        stream.codec_context.time_base = first.time_base
+        colour = output_colour(first.colour, media.height if media else first.height // 4, first.height)
+        cc = stream.codec_context
+        cc.colorspace, cc.color_range = colour.matrix, colour.range
+        cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
+        codec_options = {}
+        if opts.crf is not None and opts.codec in _CRF_OPTION:
+            codec_options[_CRF_OPTION[opts.codec]] = str(opts.crf)
+        if opts.speed is not None and opts.codec in _SPEED_OPTION:
+            codec_options[_SPEED_OPTION[opts.codec]] = str(opts.speed)
+        if opts.tune:
+            codec_options["tune"] = opts.tune
+        codec_options.update(opts.options)
+        stream.options = codec_options
+        self._colour = colour
+        return stream
+
+    def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        iterator = iter(frames)
+        first = next(iterator, None)
+        if first is None:
+            raise VsrError(f"{self.job.input}: no frame to encode")
+        try:
+            output = av.open(str(self.job.output), mode="w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VsrError(f"{self.job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+        source = None
+        try:
+            stream = self._open_video_stream(output, first)
+            remux = None
+            if self.options.copy_streams:
+                source = open_input(self.job.input)
+                remux = _Remuxer(output, source, video_stream(source, self.job.input).index, self.job.log)
+            src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
+            matrix = sws_matrix(self._colour.matrix)
+
+            def mux(packets: list[Any]) -> None:
+                for packet in packets:
+                    if remux is not None and packet.dts is not None:
+                        remux.pump(float(packet.dts * packet.time_base))
+                    output.mux(packet)
+
+            def frames_with_first() -> Iterator[Frame]:
+                yield first
+                yield from iterator
+
+            for frame in frames_with_first():
+                fmt = "rgb48le" if frame.pixels.dtype == np.uint16 else "rgb24"
+                if fmt != src_format or (frame.width, frame.height) != (stream.width, stream.height):
+                    raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")
+                vf = av.VideoFrame.from_ndarray(frame.pixels, format=fmt)
+                vf = vf.reformat(format=self.options.pix_fmt, dst_colorspace=matrix, dst_color_range=self._colour.range)
+                vf.pts = frame.pts
+                vf.time_base = frame.time_base
+                mux(stream.encode(vf))
+                yield frame
+            mux(stream.encode(None))
+            if remux is not None:
+                remux.pump(None)
+        except av.error.FFmpegError as exc:
+            raise VsrError(f"{self.job.final_output}: encoding failed ({ffmpeg_reason(exc)})") from None
+        finally:
+            if source is not None:
+                source.close()
+            try:
+                output.close()
+            except av.error.FFmpegError as exc:
+                raise VsrError(f"{self.job.final_output}: cannot finish output ({ffmpeg_reason(exc)})") from None
+
+
+@hookimpl
+def register_encoders(register: StageRegister) -> None:
+    register(PyAVEncoder)

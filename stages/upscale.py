@@ -1,0 +1,114 @@
+"""The ``esrgan`` upscaler: a registered ESRGAN-family model, tiled and batched."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from vsr.frame import Frame
+from vsr.hookspecs import hookimpl
+from vsr.registry import StageRegister
+from vsr.stage import Job, Stage
+
+log = logging.getLogger("vsr")
+
+
+@dataclass
+class UpscaleOptions:
+    model: str = "realesr-animevideov3"
+    """Registered model name (see ``vsr models``)."""
+    tile: int = 256
+    """Core tile size in input pixels; 0 runs whole frames (memory grows with frame size)."""
+    tile_pad: int = 48
+    """Context pixels around each tile; 48 keeps tiled output within 1-2 levels of untiled."""
+    batch: int = 1
+    """Tiles (or small whole frames) per network call."""
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Compute precision; bfloat16 needs avx512_bf16/AMX on CPU, float16 a GPU."""
+    output_bits: Literal[0, 8, 16] = 0
+    """Bits per channel of the upscaled frames: 0 keeps the input's (8, or 16 for deep sources)."""
+
+    def validate(self) -> str | None:
+        if self.tile < 0 or self.tile_pad < 0:
+            return "tile and tile_pad must be >= 0"
+        if 0 < self.tile < 16:
+            return "tile must be 0 (off) or at least 16"
+        if self.batch < 1:
+            return "batch must be >= 1"
+        return None
+
+
+class ESRGANUpscaler(Stage):
+    """Upscale frames with a Keras ESRGAN-family network (RRDBNet or SRVGGNetCompact)."""
+
+    name = "esrgan"
+    description = "ESRGAN-family models in Keras (RRDBNet, SRVGGNetCompact), tiled, compiled"
+    Options = UpscaleOptions
+
+    def __init__(self, options: UpscaleOptions, job: Job) -> None:
+        super().__init__(options, job)
+        if job.registry is None:
+            raise ValueError("the esrgan upscaler needs job.registry to look up its model")
+        # Look the model up now, so a wrong name fails before any work starts.
+        self.spec = job.registry.model(options.model)
+        self._upscaler: Any = None
+
+    def _build(self, deep_input: bool) -> Any:
+        from vsr.device import describe_device
+        from vsr.inference import TiledUpscaler
+        from vsr.models.build import build_network
+        from vsr.models.store import load_converted
+
+        converted, cached = load_converted(self.spec)
+        network = build_network(converted, self.options.precision)
+        bits = self.options.output_bits or (16 if deep_input else 8)
+        self.job.log.info(
+            "upscale: %s (%s %s, x%d) in %s on %s%s",
+            self.spec.name,
+            converted.arch,
+            ",".join(f"{k}={v}" for k, v in converted.config.items() if k.startswith("num_") and "ch" not in k),
+            self.spec.scale,
+            self.options.precision,
+            describe_device(),
+            "" if cached else " (weights converted and cached)",
+        )
+        return TiledUpscaler(
+            network,
+            self.spec.scale,
+            self.options.tile,
+            self.options.tile_pad,
+            self.options.batch,
+            "uint16" if bits == 16 else "uint8",
+        )
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        from vsr.inference import group
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        iterator = iter(frames)
+        first = next(iterator, None)
+        if first is None:
+            return
+        self._upscaler = self._build(first.pixels.dtype.itemsize > 1)
+        per_call = self._upscaler.frames_per_call(first.height, first.width)
+
+        def chained() -> Iterator[Frame]:
+            yield first
+            yield from iterator
+
+        for chunk in group(chained(), per_call):
+            shapes = {f.pixels.shape for f in chunk}
+            if len(shapes) > 1:  # frame size changed mid-stream: run one by one
+                outputs = [self._upscaler.upscale([f.pixels])[0] for f in chunk]
+            else:
+                outputs = self._upscaler.upscale([f.pixels for f in chunk])
+            for frame, pixels in zip(chunk, outputs, strict=True):
+                yield frame.with_pixels(pixels)
+
+
+@hookimpl
+def register_upscalers(register: StageRegister) -> None:
+    register(ESRGANUpscaler)

@@ -1,0 +1,1 @@
+"""vsr's command line: one module per command, joined in :mod:`vsr.cli.main`."""

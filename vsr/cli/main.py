@@ -1,0 +1,113 @@
+"""The ``vsr`` command: builds the Typer app and turns every failure into one line.
+
+No TensorFlow import happens here or in the command modules at import time,
+so ``vsr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer depends on click
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+from vsr import __version__
+from vsr.cli import listing, sample, upscale
+from vsr.errors import VsrError
+
+app = typer.Typer(
+    name="vsr",
+    help="Video super-resolution with ESRGAN: make videos 4x larger and sharper.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("upscale", no_args_is_help=True)(upscale.upscale)
+app.command("stages")(listing.stages)
+app.command("presets")(listing.presets)
+app.command("models")(listing.models)
+app.command("sample")(sample.sample)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vsr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more detail."),
+) -> None:
+    logging.getLogger("vsr").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+class _LineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "vsr: " if record.levelno < logging.WARNING else f"vsr: {record.levelname.lower()}: "
+        return prefix + record.getMessage()
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("vsr")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LineFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"vsr: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vsr`` script; returns the exit code.
+
+    Exit codes: 0 success, 1 failure (bad input, encoding error), 2 usage
+    error (unknown option, preset, stage or model), 130 interrupted.
+    """
+    _setup_logging()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = app(args=argv, prog_name="vsr", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        return 2
+    except click_exceptions.UsageError as exc:
+        return _fail(exc.format_message(), 2)
+    except (click_exceptions.Abort, typer.Abort):
+        return _fail("interrupted", 130)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no partial output was kept", 130)
+    except VsrError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except Exception as exc:  # the last line of defence: still one line, no traceback
+        if os.environ.get("VSR_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (set VSR_DEBUG=1 for a traceback)", 1)
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

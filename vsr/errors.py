@@ -1,0 +1,23 @@
+"""The one exception type for user-facing failures."""
+
+from __future__ import annotations
+
+
+class VsrError(Exception):
+    """A failure the user can act on: bad input, bad option, unwritable output.
+
+    The CLI turns it into a single line on stderr and a non-zero exit code.
+    ``exit_code`` 2 is reserved for usage errors (unknown preset, option or
+    stage), 1 for everything else.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(VsrError):
+    """A mistake in how vsr was called: unknown preset, option, stage or model."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)

@@ -1,0 +1,87 @@
+"""The unit that travels between stages: RGB pixels plus timing and colour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import numpy as np
+
+# FFmpeg's enum values (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic).
+SPACE_BT709 = 1
+SPACE_UNSPECIFIED = 2
+SPACE_FCC = 4
+SPACE_BT470BG = 5
+SPACE_SMPTE170M = 6
+SPACE_SMPTE240M = 7
+SPACE_BT2020_NCL = 9
+SPACE_BT2020_CL = 10
+RANGE_UNSPECIFIED = 0
+RANGE_TV = 1  # limited, "MPEG"
+RANGE_PC = 2  # full, "JPEG"
+PRIMARIES_BT709 = 1
+PRIMARIES_UNSPECIFIED = 2
+TRC_BT709 = 1
+TRC_UNSPECIFIED = 2
+
+_SPACE_NAMES = {
+    SPACE_BT709: "bt709",
+    SPACE_FCC: "fcc",
+    SPACE_BT470BG: "bt470bg",
+    SPACE_SMPTE170M: "smpte170m",
+    SPACE_SMPTE240M: "smpte240m",
+    SPACE_BT2020_NCL: "bt2020nc",
+    SPACE_BT2020_CL: "bt2020c",
+}
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How the source's pixels were encoded, in FFmpeg's enum values.
+
+    ``matrix`` is the YUV matrix (``colorspace`` in FFmpeg), ``range`` is
+    limited (tv) or full (pc). ``UNSPECIFIED`` values mean the source did not
+    say; the encoder then picks a documented default.
+    """
+
+    matrix: int = SPACE_UNSPECIFIED
+    range: int = RANGE_UNSPECIFIED
+    primaries: int = PRIMARIES_UNSPECIFIED
+    transfer: int = TRC_UNSPECIFIED
+
+    @property
+    def matrix_name(self) -> str:
+        return _SPACE_NAMES.get(self.matrix, "unknown")
+
+
+@dataclass
+class Frame:
+    """One video frame.
+
+    Attributes:
+        pixels: ``H x W x 3`` RGB, ``uint8`` (0..255) or ``uint16`` (0..65535,
+            used for sources or outputs deeper than 8 bits).
+        pts: presentation timestamp in ``time_base`` units, as the source
+            had it (never renumbered, so variable frame rate survives).
+        time_base: unit of ``pts``.
+        colour: colour description of the source.
+        index: position of the frame in decode order of presentation.
+    """
+
+    pixels: np.ndarray
+    pts: int | None
+    time_base: Fraction
+    colour: Colour
+    index: int
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    def with_pixels(self, pixels: np.ndarray) -> Frame:
+        """The same frame (timing, colour) with new pixels."""
+        return replace(self, pixels=pixels)

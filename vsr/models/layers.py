@@ -1,0 +1,65 @@
+"""Small layers shared by the ESRGAN-family networks, written with ``keras.ops`` only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="vsr")
+class PixelShuffle(keras.layers.Layer):
+    """Rearrange ``C * r * r`` channels into an ``r`` times larger image.
+
+    Uses PyTorch's channel order (``c * r * r + i * r + j`` goes to output
+    channel ``c`` at sub-pixel ``(i, j)``), which is what ESRGAN-family
+    checkpoints are trained with. ``tf.nn.depth_to_space`` uses a different
+    order (``(i * r + j) * C + c``) and would scramble the colours.
+    """
+
+    def __init__(self, scale: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x: Any) -> Any:
+        r = self.scale
+        shape = ops.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        out_c = c // (r * r)
+        x = ops.reshape(x, (n, h, w, out_c, r, r))
+        x = ops.transpose(x, (0, 1, 4, 2, 5, 3))  # n, h, i, w, j, c
+        return ops.reshape(x, (n, h * r, w * r, out_c))
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        n, h, w, c = input_shape
+        r = self.scale
+        return (
+            n,
+            None if h is None else h * r,
+            None if w is None else w * r,
+            None if c is None else c // (r * r),
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="vsr")
+class ScaledResidual(keras.layers.Layer):
+    """``x * scale + residual``: ESRGAN's residual scaling (0.2 in the paper).
+
+    Scaling the residual down keeps very deep networks without batch
+    normalisation stable to train (ESRGAN section 3.1).
+    """
+
+    def __init__(self, scale: float = 0.2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, inputs: list[Any]) -> Any:
+        x, residual = inputs
+        return x * self.scale + residual
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale}

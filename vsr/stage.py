@@ -1,0 +1,87 @@
+"""The stage interface: what every decoder, upscaler, smoother and encoder is."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vsr.frame import Colour, Frame
+from vsr.options import NoOptions
+
+if TYPE_CHECKING:
+    from vsr.registry import Registry
+
+ROLES = ("decode", "upscale", "smooth", "encode")
+
+
+@dataclass
+class MediaInfo:
+    """What a decoder learned about its source before the first frame."""
+
+    width: int
+    height: int
+    time_base: Fraction
+    frame_rate: Fraction | None
+    frames: int | None
+    duration: float | None
+    colour: Colour
+    bit_depth: int = 8
+    is_image: bool = False
+    format_name: str = ""
+    codec_name: str = ""
+    video_stream_index: int = 0
+
+
+@dataclass
+class Job:
+    """Everything a stage may need to know about the run it is part of.
+
+    ``output`` is where the encoder writes: a temporary path that the runner
+    renames to ``final_output`` once the pipeline has finished.
+    """
+
+    input: Path
+    output: Path
+    final_output: Path
+    registry: Registry | None = None
+    media: MediaInfo | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("vsr"))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage:
+    """Base class of every pipeline stage.
+
+    Subclasses set ``name`` (unique within their role), a one-line
+    ``description``, and ``Options`` (a dataclass of typed options with
+    defaults), and implement :meth:`process`. A stage object is built once per
+    job with validated options; frames then stream through ``process``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[Any]] = NoOptions
+
+    def __init__(self, options: Any, job: Job) -> None:
+        self.options = options
+        self.job = job
+
+    def probe(self) -> MediaInfo | None:
+        """Decoders: open the source and describe it, before any frame flows.
+
+        Called once, before the other stages are built, so that bad input is
+        refused early and later stages (the encoder) know the source.
+        """
+        return None
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        """Map an iterator of frames to an iterator of frames.
+
+        Decoders receive an empty iterator and yield the source's frames;
+        encoders write the frames they receive and yield them on.
+        """
+        raise NotImplementedError
