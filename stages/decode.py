@@ -95,22 +95,53 @@ class PyAVDecoder(Stage):
                 stream.thread_count = self.options.threads
             time_base = stream.time_base or Fraction(1, 25)
             step = _frame_step(stream, time_base)
+            declared = stream.frames
+            packets = 0
             last_pts: int | None = None
             try:
-                for av_frame in container.decode(stream):
-                    pts = av_frame.pts
-                    if pts is None:
-                        pts = 0 if last_pts is None else last_pts + step
-                    last_pts = pts
-                    yield self._to_frame(av_frame, pts, time_base, index)
-                    index += 1
+                for packet in container.demux(stream):
+                    if packet.size:
+                        packets += 1
+                    for av_frame in packet.decode():
+                        pts = av_frame.pts
+                        if pts is None:
+                            pts = 0 if last_pts is None else last_pts + step
+                        last_pts = pts
+                        yield self._to_frame(av_frame, pts, time_base, index)
+                        index += 1
             except av.error.FFmpegError as exc:
                 raise VsrError(
                     f"{path}: decoding failed after {index} frames ({ffmpeg_reason(exc)}): "
                     "the file is truncated or corrupt"
                 ) from None
-        if index == 0:
-            raise VsrError(f"{path}: no frame could be decoded (truncated or corrupt file)")
+            if index == 0:
+                raise VsrError(f"{path}: no frame could be decoded (truncated or corrupt file)")
+            self._check_complete(stream, declared, packets, last_pts, step, time_base, index)
+
+    def _check_complete(
+        self, stream: Any, declared: int, packets: int, last_pts: int | None, step: int, tb: Fraction, index: int
+    ) -> None:
+        """Refuse a source that ended before its own index or duration says (a truncated download, say).
+
+        vsr fails rather than silently writing a shorter video: a cut-off copy
+        under the final name would look like success.
+        """
+        path = self.job.input
+        if declared and packets < declared:
+            raise VsrError(
+                f"{path}: file is truncated: its index lists {declared} frames but only {packets} are present"
+            )
+        media = self.job.media
+        if declared or media is None or media.duration is None or last_pts is None or media.is_image:
+            return
+        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        end = float((last_pts + step) * tb)
+        missing = start + media.duration - end
+        if missing > max(1.0, 0.02 * media.duration):
+            raise VsrError(
+                f"{path}: file is truncated: decoding stopped at {end - start:.2f}s of {media.duration:.2f}s "
+                f"({index} frames)"
+            )
 
     def _to_frame(self, av_frame: Any, pts: int, time_base: Fraction, index: int) -> Frame:
         colour = Colour(

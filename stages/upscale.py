@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -57,13 +56,16 @@ class ESRGANUpscaler(Stage):
         self._upscaler: Any = None
 
     def _build(self, deep_input: bool) -> Any:
+        from vsr.backend import quiet_native_stderr
         from vsr.device import describe_device
         from vsr.inference import TiledUpscaler
         from vsr.models.build import build_network
         from vsr.models.store import load_converted
 
-        converted, cached = load_converted(self.spec)
-        network = build_network(converted, self.options.precision)
+        with quiet_native_stderr():  # TensorFlow's native start-up lines (see vsr.backend)
+            converted, cached = load_converted(self.spec)
+            network = build_network(converted, self.options.precision)
+            device = describe_device()
         bits = self.options.output_bits or (16 if deep_input else 8)
         self.job.log.info(
             "upscale: %s (%s %s, x%d) in %s on %s%s",
@@ -72,7 +74,7 @@ class ESRGANUpscaler(Stage):
             ",".join(f"{k}={v}" for k, v in converted.config.items() if k.startswith("num_") and "ch" not in k),
             self.spec.scale,
             self.options.precision,
-            describe_device(),
+            device,
             "" if cached else " (weights converted and cached)",
         )
         return TiledUpscaler(
@@ -87,7 +89,6 @@ class ESRGANUpscaler(Stage):
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         from vsr.inference import group
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         iterator = iter(frames)
         first = next(iterator, None)
         if first is None:

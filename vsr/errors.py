@@ -21,3 +21,10 @@ class UsageError(VsrError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=2)
+
+
+class Interrupted(VsrError):
+    """SIGINT or SIGTERM: the run stops, partial output is removed, exit code 130."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}; no partial output was kept", exit_code=130)

@@ -70,7 +70,7 @@ def _threaded(source: Iterator[Frame], maxsize: int, stop: threading.Event, name
 
     thread = threading.Thread(target=produce, name=f"vsr-{name}", daemon=True)
     thread.start()
-    finished = False
+    finished = failed = False
     try:
         while True:
             try:
@@ -83,11 +83,12 @@ def _threaded(source: Iterator[Frame], maxsize: int, stop: threading.Event, name
                 finished = True
                 return
             if isinstance(item, _Failure):
+                failed = True  # upstream has stopped already; the error travels on
                 raise item.error
             yield item
     finally:
-        if not finished:
-            stop.set()
+        if not finished and not failed:
+            stop.set()  # we were abandoned: tell every producer to quit
         thread.join(timeout=30)
 
 

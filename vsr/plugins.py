@@ -3,11 +3,14 @@
 Built-in stages, models and presets are ordinary plugins listed in the
 ``vsr`` entry-point group of vsr's own ``pyproject.toml``, loaded the same
 way as third-party ones. ``VSR_DISABLE_PLUGINS`` (comma-separated entry-point
-names) blocks plugins, for example a broken third-party one.
+names) blocks plugins, for example a broken third-party one. ``VSR_PLUGINS``
+(comma-separated importable module names) loads plugins that are not
+installed as packages, for trying one out or for tests.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterable
 
@@ -31,6 +34,11 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), load_entry_points: 
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except Exception as exc:  # a broken third-party plugin must not look like our bug
             raise VsrError(f"a vsr plugin failed to load: {exc} (block it with VSR_DISABLE_PLUGINS=name)") from exc
+        for module_name in filter(None, (m.strip() for m in os.environ.get("VSR_PLUGINS", "").split(","))):
+            try:
+                pm.register(importlib.import_module(module_name), name=module_name)
+            except ImportError as exc:
+                raise VsrError(f"cannot load plugin {module_name!r} from VSR_PLUGINS: {exc}") from None
     for plugin in extra_plugins:
         pm.register(plugin)
     pm.check_pending()
@@ -51,12 +59,20 @@ def collect(pm: pluggy.PluginManager) -> Registry:
     for hook_name, register in hooks:
         caller = getattr(pm.hook, hook_name)
         for impl in caller.get_hookimpls():
-            register.plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
+            register.plugin = _label(pm, impl.plugin)
             try:
                 impl.function(register=register)
             except (TypeError, ValueError) as exc:
                 raise VsrError(f"plugin {register.plugin}: {exc}") from exc
     return registry
+
+
+def _label(pm: pluggy.PluginManager, plugin: object) -> str:
+    """The plugin's registered name, or its class name for an unnamed plugin object."""
+    name = pm.get_name(plugin) or ""
+    if not name or name.isdigit():  # pluggy names unnamed plugins by id()
+        name = getattr(plugin, "__name__", type(plugin).__name__)
+    return name
 
 
 def load_registry(extra_plugins: Iterable[object] = ()) -> Registry:

@@ -79,10 +79,10 @@ def upscale_file(
     removed on any failure or interruption.
     """
     output = output if output is not None else default_output(input_path)
-    check_output(input_path, output, overwrite)
     tmp = partial_path(output)
     job = Job(input=input_path, output=tmp, final_output=output, registry=registry)
-    pipeline = build_pipeline(registry, preset, job)
+    pipeline = build_pipeline(registry, preset, job)  # validates options, probes the input; writes nothing
+    check_output(input_path, output, overwrite)
     if job.media is not None and job.media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"{input_path} is a still image: give an image output such as {default_output(input_path)}")
     if on_start is not None and job.media is not None:

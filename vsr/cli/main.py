@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
 
 from vsr import __version__
 from vsr.cli import listing, sample, upscale
-from vsr.errors import VsrError
+from vsr.errors import Interrupted, VsrError
 
 app = typer.Typer(
     name="vsr",
@@ -68,8 +68,9 @@ def _setup_logging() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Our own exception, not KeyboardInterrupt: Typer turns that into a silent exit 130.
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def _fail(message: str, code: int) -> int:
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     error (unknown option, preset, stage or model), 130 interrupted.
     """
     _setup_logging()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         result = app(args=argv, prog_name="vsr", standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:
@@ -92,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click_exceptions.UsageError as exc:
         return _fail(exc.format_message(), 2)
-    except (click_exceptions.Abort, typer.Abort):
+    except typer.Abort:
         return _fail("interrupted", 130)
     except KeyboardInterrupt:
-        return _fail("interrupted; no partial output was kept", 130)
+        return _fail("interrupted", 130)
     except VsrError as exc:
         return _fail(str(exc), exc.exit_code)
     except Exception as exc:  # the last line of defence: still one line, no traceback

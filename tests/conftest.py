@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS / "plugins"))
+os.environ["VSR_PLUGINS"] = "vsr_tiny"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from vsr.sample import cartoon_frame, write_sample  # noqa: E402
+
+#: A preset with the tiny random model: fast enough for plumbing tests.
+TINY = ["--set", "upscale.model=tiny-srvgg", "--set", "encode.speed=ultrafast"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["VSR_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def sample_clip(media: Path) -> Path:
+    """1 s, 64x36, 12 fps H.264 + AAC."""
+    return write_sample(media / "sample.mp4", seconds=1.0, width=64, height=36, fps=12)
+
+
+@pytest.fixture(scope="session")
+def vfr_clip(media: Path) -> Path:
+    """Variable frame rate: irregular pts in a 1/90000 time base, in Matroska."""
+    path = media / "vfr.mkv"
+    tb = Fraction(1, 90000)
+    gaps = [3000, 3000, 6000, 1500, 4500, 3000, 9000, 3000, 3000, 1500]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.time_base = tb
+        stream.codec_context.time_base = tb
+        pts = 0
+        for i, gap in enumerate(gaps):
+            frame = av.VideoFrame.from_ndarray(cartoon_frame(i, 48, 32, 10), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, tb
+            out.mux(stream.encode(frame))
+            pts += gap
+        out.mux(stream.encode(None))
+    return path
+
+
+def ffprobe(path: Path, *args: str) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", *args, str(path)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def video_pts(path: Path) -> list[float]:
+    """Presentation times of every video frame, in seconds, sorted."""
+    data = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=pts_time")
+    return sorted(float(f["pts_time"]) for f in data["frames"])
+
+
+def streams(path: Path) -> list[dict]:
+    return ffprobe(path, "-show_streams")["streams"]
+
+
+def vsr_env() -> dict[str, str]:
+    """Environment for a ``vsr`` subprocess that can load the test plugin."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS / "plugins"), os.environ.get("PYTHONPATH", "")]))
+
+
+def vsr_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vsr.cli.main", *args]
+
+
+def run_vsr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``vsr`` command in a subprocess, as a user would."""
+    return subprocess.run(vsr_command(*args), capture_output=True, text=True, cwd=cwd, env=vsr_env(), timeout=600)
+
+
+def decode_rgb(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

@@ -1,0 +1,124 @@
+"""The plugin API: built-ins and third-party plugins register the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from conftest import TINY, decode_rgb, run_vsr
+from vsr import hookimpl, hookspecs
+from vsr.errors import VsrError
+from vsr.frame import Frame
+from vsr.pipeline import build_pipeline
+from vsr.plugins import get_plugin_manager, load_registry
+from vsr.presets import resolve_preset
+from vsr.run import upscale_file
+from vsr.stage import Job, Stage
+
+
+def test_every_hook_has_a_docstring():
+    names = [n for n in dir(hookspecs) if n.startswith("register_")]
+    assert set(names) == {
+        "register_decoders",
+        "register_upscalers",
+        "register_smoothers",
+        "register_encoders",
+        "register_models",
+        "register_presets",
+    }
+    for name in names:
+        assert "Args:" in getattr(hookspecs, name).__doc__
+
+
+def test_builtins_come_from_entry_points():
+    registry = load_registry()
+    assert registry.stages["decode"].items["pyav"].plugin == "decode"
+    assert registry.stages["upscale"].items["esrgan"].plugin == "upscale"
+    assert registry.stages["encode"].items["pyav"].plugin == "encode"
+    assert registry.models.items["realesrgan-x4plus-anime"].plugin == "realesrgan"
+    assert registry.presets.items["anime"].plugin == "presets"
+
+
+class Halve(Stage):
+    name = "halve"
+    description = "darkens frames"
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in frames:
+            yield frame.with_pixels(frame.pixels // 2)
+
+
+class HalvePlugin:
+    @hookimpl
+    def register_smoothers(self, register):
+        register(Halve)
+
+
+def test_plugin_object_stage_runs_in_pipeline(sample_clip, tmp_path):
+    registry = load_registry([HalvePlugin()])
+    assert registry.stages["smooth"].items["halve"].plugin == "HalvePlugin"
+    preset = resolve_preset(registry, "default").with_overrides(
+        ["upscale.model=tiny-srvgg", "smooth.enabled=true", "smooth.stage=halve", "encode.speed=ultrafast"]
+    )
+    result = upscale_file(registry, preset, sample_clip, tmp_path / "half.mp4")
+    plain = upscale_file(
+        registry,
+        resolve_preset(registry, "default").with_overrides(["upscale.model=tiny-srvgg", "encode.speed=ultrafast"]),
+        sample_clip,
+        tmp_path / "plain.mp4",
+    )
+    assert result.frames == plain.frames == 12
+    half, full = decode_rgb(result.output), decode_rgb(plain.output)
+    assert abs(float(np.mean(half[5])) - float(np.mean(full[5])) / 2) < 4
+
+
+def test_duplicate_stage_names_are_refused():
+    class Again:
+        @hookimpl
+        def register_decoders(self, register):
+            from stages.decode import PyAVDecoder
+
+            register(PyAVDecoder)
+
+    with pytest.raises(VsrError, match="already registered"):
+        load_registry([Again()])
+
+
+def test_unknown_hook_name_fails_loudly():
+    class Misspelt:
+        @hookimpl
+        def register_decoder(self, register):  # missing "s"
+            pass
+
+    with pytest.raises(Exception, match="unknown hook"):
+        get_plugin_manager([Misspelt()])
+
+
+def test_third_party_module_plugin_through_cli(sample_clip, tmp_path):
+    listing = run_vsr("stages")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if " invert " in line)
+    assert "smooth" in row and "vsr_tiny" in row
+    out = tmp_path / "inv.mp4"
+    done = run_vsr(
+        "upscale",
+        str(sample_clip),
+        "-o",
+        str(out),
+        *TINY,
+        "--set",
+        "smooth.enabled=true",
+        "--set",
+        "smooth.stage=invert",
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(decode_rgb(out)) == 12
+
+
+def test_unknown_stage_names_known_ones(sample_clip, tmp_path):
+    registry = load_registry()
+    preset = resolve_preset(registry, "default").with_overrides(["smooth.enabled=true", "smooth.stage=nope"])
+    with pytest.raises(VsrError, match="unknown smooth stage 'nope' .*known: invert"):
+        build_pipeline(registry, preset, Job(sample_clip, tmp_path / "o.mp4", tmp_path / "o.mp4", registry=registry))
