@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from conftest import TINY, decode_rgb, run_vsr
+
 from vsr import hookimpl, hookspecs
 from vsr.errors import VsrError
 from vsr.frame import Frame
@@ -120,5 +120,5 @@ def test_third_party_module_plugin_through_cli(sample_clip, tmp_path):
 def test_unknown_stage_names_known_ones(sample_clip, tmp_path):
     registry = load_registry()
     preset = resolve_preset(registry, "default").with_overrides(["smooth.enabled=true", "smooth.stage=nope"])
-    with pytest.raises(VsrError, match="unknown smooth stage 'nope' .*known: invert"):
+    with pytest.raises(VsrError, match=r"unknown smooth stage 'nope' .*known: invert"):
         build_pipeline(registry, preset, Job(sample_clip, tmp_path / "o.mp4", tmp_path / "o.mp4", registry=registry))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from stages.realesrgan import weights_dir
 from vsr.models.registry import ncnn_model
 from vsr.models.store import cache_dir, load_converted
-from stages.realesrgan import weights_dir
 
 
 def test_cache_is_written_then_reused_and_verified(tmp_path, monkeypatch):
