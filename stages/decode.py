@@ -83,6 +83,7 @@ class PyAVDecoder(Stage):
                 format_name=fmt_name,
                 codec_name=cc.name,
                 video_stream_index=stream.index,
+                sample_aspect_ratio=cc.sample_aspect_ratio or None,
             )
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:

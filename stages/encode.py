@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,7 +37,7 @@ class EncodeOptions:
     """Any FFmpeg encoder PyAV knows: libx264, libx265, libsvtav1, ..."""
     crf: int | None = 18
     """Constant-quality level (lower is better); none leaves the encoder's default."""
-    speed: str | None = "medium"
+    speed: str | int | None = "medium"
     """Encoder speed preset (x264/x265 names, SVT-AV1 numbers); none for the default."""
     pix_fmt: str = "yuv420p"
     """Output pixel format; yuv420p10le for 10-bit."""
@@ -70,9 +71,14 @@ class _Remuxer:
         self.map: dict[int, Any] = {}
         supported = output.supported_codecs
         for stream in source.streams:
-            if stream.index == video_index or stream.type not in ("audio", "subtitle"):
+            if stream.index == video_index or stream.type == "attachment":
                 continue
-            if stream.type == "video":
+            if stream.type not in ("audio", "subtitle"):
+                log.warning(
+                    "not copying %s stream #%d: only audio, subtitles and attachments are copied",
+                    stream.type,
+                    stream.index,
+                )
                 continue
             name = stream.codec_context.name if stream.codec_context else None
             if name not in supported:
@@ -180,6 +186,8 @@ class PyAVEncoder(Stage):
         stream.pix_fmt = opts.pix_fmt
         stream.time_base = first.time_base
         stream.codec_context.time_base = first.time_base
+        if media and media.sample_aspect_ratio:  # anamorphic sources stay anamorphic
+            stream.codec_context.sample_aspect_ratio = media.sample_aspect_ratio
         colour = output_colour(first.colour, media.height if media else first.height // 4, first.height)
         cc = stream.codec_context
         cc.colorspace, cc.color_range = colour.matrix, colour.range
@@ -192,6 +200,11 @@ class PyAVEncoder(Stage):
         if opts.tune:
             codec_options["tune"] = opts.tune
         codec_options.update(opts.options)
+        if opts.codec == "libx265":  # x265 prints its settings to stderr unless told not to
+            params = codec_options.get("x265-params", "")
+            codec_options["x265-params"] = f"log-level=error:{params}" if params else "log-level=error"
+        if opts.codec == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # errors only
         stream.options = codec_options
         self._colour = colour
         return stream
@@ -211,7 +224,9 @@ class PyAVEncoder(Stage):
             remux = None
             if self.options.copy_streams:
                 source = open_input(self.job.input)
-                remux = _Remuxer(output, source, video_stream(source, self.job.input).index, self.job.log)
+                media = self.job.media
+                index = media.video_stream_index if media else video_stream(source, self.job.input).index
+                remux = _Remuxer(output, source, index, self.job.log)
             src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
             matrix = sws_matrix(self._colour.matrix)
 

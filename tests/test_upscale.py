@@ -37,6 +37,7 @@ def test_sample_clip_keeps_frames_timestamps_audio_and_colour(sample_clip, tmp_p
     # the sample is tagged BT.601 (SD): the tags survive; range is limited
     assert v_out["color_space"] == "smpte170m" and v_out["color_range"] == "tv"
     assert "upscale: tiny-srvgg" in result.stderr and "on CPU" in result.stderr
+    assert all(line.startswith("vsr: ") for line in result.stderr.splitlines()), result.stderr  # no TF chatter
 
 
 def test_variable_frame_rate_survives(vfr_clip):
@@ -50,7 +51,7 @@ def test_variable_frame_rate_survives(vfr_clip):
     out.unlink()
 
 
-def test_untagged_hd_output_is_tagged_bt709(tmp_path):
+def test_untagged_hd_output_is_tagged_bt709_and_keeps_aspect(tmp_path):
     src = tmp_path / "untagged.mkv"
     subprocess.run(
         [
@@ -61,6 +62,8 @@ def test_untagged_hd_output_is_tagged_bt709(tmp_path):
             "lavfi",
             "-i",
             "testsrc=size=192x180:rate=5:duration=0.4",
+            "-vf",
+            "setsar=32/27",
             "-pix_fmt",
             "yuv420p",
             "-c:v",
@@ -75,6 +78,7 @@ def test_untagged_hd_output_is_tagged_bt709(tmp_path):
     v = _video(streams(out))
     assert (v["color_space"], v["color_primaries"], v["color_transfer"]) == ("bt709", "bt709", "bt709")
     assert (v["height"], v["width"]) == (720, 768)
+    assert v["sample_aspect_ratio"] == "32:27"  # anamorphic stays anamorphic
 
 
 @pytest.mark.parametrize(
@@ -142,6 +146,7 @@ def test_ten_bit_output(tmp_path, sample_clip):
         "encode.speed=ultrafast",
     )
     assert result.returncode == 0, result.stderr
+    assert all(line.startswith("vsr: ") for line in result.stderr.splitlines()), result.stderr  # no x265 chatter
     v = _video(streams(out))
     assert v["codec_name"] == "hevc" and v["pix_fmt"] == "yuv420p10le"
     assert len(video_pts(out)) == 12
@@ -255,3 +260,37 @@ def test_real_anime_weights_end_to_end(tmp_path):
         a = a.astype(float)
         assert np.abs(small - a).mean() < 12  # the model redraws 2-px stripes and outlines on a 48x32 frame
         assert np.corrcoef(small.ravel(), a.ravel())[0, 1] > 0.95
+
+
+def test_other_encoders_and_containers(sample_clip, tmp_path):
+    av1 = tmp_path / "a.mkv"
+    result = run_vsr(
+        "upscale",
+        str(sample_clip),
+        "-o",
+        str(av1),
+        *TINY,
+        "--set",
+        "encode.codec=libsvtav1",
+        "--set",
+        "encode.speed=12",
+        "--set",
+        "encode.crf=40",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [s["codec_name"] for s in streams(av1)] == ["av1", "aac"]
+    webm = tmp_path / "v.webm"
+    result = run_vsr(
+        "upscale",
+        str(sample_clip),
+        "-o",
+        str(webm),
+        *TINY,
+        "--set",
+        "encode.codec=libvpx-vp9",
+        "--set",
+        "encode.speed=8",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not copying audio stream #1 (aac)" in result.stderr  # WebM holds Opus/Vorbis only: said, not hidden
+    assert [s["codec_name"] for s in streams(webm)] == ["vp9"]

@@ -65,7 +65,7 @@ class Frame:
             had it (never renumbered, so variable frame rate survives).
         time_base: unit of ``pts``.
         colour: colour description of the source.
-        index: position of the frame in decode order of presentation.
+        index: 0-based position of the frame in the decoded stream.
     """
 
     pixels: np.ndarray

@@ -34,6 +34,7 @@ class MediaInfo:
     format_name: str = ""
     codec_name: str = ""
     video_stream_index: int = 0
+    sample_aspect_ratio: Fraction | None = None
 
 
 @dataclass
@@ -50,7 +51,6 @@ class Job:
     registry: Registry | None = None
     media: MediaInfo | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("vsr"))
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage:
