@@ -22,6 +22,16 @@ from vsr.stage import Stage
 
 # Option names of the encoders whose rate control and speed we set by name.
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}
+#: Still-image output: suffix -> (encoder, pixel format for 8-bit frames, for 16-bit frames).
+_IMAGE_CODECS = {
+    ".png": ("png", "rgb24", "rgb48be"),
+    ".tif": ("tiff", "rgb24", "rgb48le"),
+    ".tiff": ("tiff", "rgb24", "rgb48le"),
+    ".bmp": ("bmp", "bgr24", "bgr24"),
+    ".webp": ("libwebp", "yuv420p", "yuv420p"),
+    ".jpg": ("mjpeg", "yuvj444p", "yuvj444p"),
+    ".jpeg": ("mjpeg", "yuvj444p", "yuvj444p"),
+}
 _SPEED_OPTION = {
     "libx264": "preset",
     "libx265": "preset",
@@ -144,23 +154,10 @@ class PyAVEncoder(Stage):
         first = next(iter(frames), None)
         if first is None:
             raise VsrError(f"{self.job.input}: no frame to write")
-        suffix = self.job.final_output.suffix.lower()
+        codec, pix_fmt_8, pix_fmt_16 = _IMAGE_CODECS[self.job.final_output.suffix.lower()]
         deep = first.pixels.dtype == np.uint16
+        pix_fmt = pix_fmt_16 if deep else pix_fmt_8
         image = av.VideoFrame.from_ndarray(first.pixels, format="rgb48le" if deep else "rgb24")
-        if suffix in (".jpg", ".jpeg"):
-            codec, pix_fmt = "mjpeg", "yuvj444p"
-        else:
-            codec, pix_fmt = (
-                {".png": "png", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff", ".webp": "libwebp"}[suffix],
-                None,
-            )
-            pix_fmt = (
-                ("rgb48be" if deep else "rgb24")
-                if codec in ("png", "tiff")
-                else "bgr24"
-                if codec == "bmp"
-                else "yuv420p"
-            )
         ctx = av.CodecContext.create(codec, "w")
         ctx.width, ctx.height, ctx.pix_fmt = first.width, first.height, pix_fmt
         ctx.time_base = Fraction(1, 25)
@@ -188,7 +185,7 @@ class PyAVEncoder(Stage):
         stream.codec_context.time_base = first.time_base
         if media and media.sample_aspect_ratio:  # anamorphic sources stay anamorphic
             stream.codec_context.sample_aspect_ratio = media.sample_aspect_ratio
-        colour = output_colour(first.colour, media.height if media else first.height // 4, first.height)
+        colour = output_colour(first.colour, first.height)
         cc = stream.codec_context
         cc.colorspace, cc.color_range = colour.matrix, colour.range
         cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer

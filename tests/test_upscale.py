@@ -162,6 +162,9 @@ def test_still_image_in_png_out(tmp_path):
     out = tmp_path / "still.x4.png"
     info = _video(streams(out))
     assert (info["codec_name"], info["width"], info["height"]) == ("png", 160, 120)
+    jpg = tmp_path / "still.jpg"
+    assert run_vsr("upscale", str(src), "-o", str(jpg), *TINY).returncode == 0
+    assert _video(streams(jpg))["codec_name"] == "mjpeg"
     refused = run_vsr("upscale", str(src), "-o", str(tmp_path / "still.mp4"), *TINY)
     assert refused.returncode == 2 and "still image" in refused.stderr
 

@@ -59,7 +59,7 @@ def sws_range(colour_range: int, full_range_format: bool = False) -> ColorRange:
     return ColorRange.MPEG
 
 
-def output_colour(source: Colour, source_height: int, output_height: int) -> Colour:
+def output_colour(source: Colour, output_height: int) -> Colour:
     """Tags for the encoded output: the source's where it gave them.
 
     Untagged sources get BT.709 for HD output (the matrix that ``vsr`` then

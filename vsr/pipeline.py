@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from vsr.frame import Frame
 from vsr.options import parse_options
 from vsr.presets import Preset
 from vsr.registry import Registry
-from vsr.stage import Job, MediaInfo, Stage
+from vsr.stage import Job, Stage
 
 _DONE = object()
 
@@ -116,12 +116,7 @@ class Pipeline:
                 close()
 
 
-def build_pipeline(
-    registry: Registry,
-    preset: Preset,
-    job: Job,
-    on_probe: Callable[[MediaInfo], None] | None = None,
-) -> Pipeline:
+def build_pipeline(registry: Registry, preset: Preset, job: Job) -> Pipeline:
     """Validate every stage's options, probe the input, then build the stages.
 
     The decoder probes before the other stages are built, so bad input fails
@@ -135,7 +130,5 @@ def build_pipeline(
         stage = cls(opts, job)
         if choice.role == "decode":
             job.media = stage.probe()
-            if on_probe is not None and job.media is not None:
-                on_probe(job.media)
         stages.append(stage)
     return Pipeline(stages)
