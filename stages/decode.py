@@ -10,11 +10,10 @@ from typing import Any, Literal
 import av
 import av.error
 
-from vsr.colour import effective_matrix, sws_matrix, sws_range
 from vsr.errors import VsrError
 from vsr.frame import Colour, Frame
 from vsr.hookspecs import hookimpl
-from vsr.media import IMAGE_FORMATS, ffmpeg_reason, open_input, video_stream
+from vsr.media import IMAGE_FORMATS, ffmpeg_reason, open_input, to_rgb, video_stream
 from vsr.registry import StageRegister
 from vsr.stage import MediaInfo, Stage
 
@@ -145,28 +144,8 @@ class PyAVDecoder(Stage):
             )
 
     def _to_frame(self, av_frame: Any, pts: int, time_base: Fraction, index: int) -> Frame:
-        colour = Colour(
-            matrix=int(av_frame.colorspace or 2),
-            range=int(av_frame.color_range or 0),
-            primaries=int(av_frame.color_primaries or 2),
-            transfer=int(av_frame.color_trc or 2),
-        )
-        fmt = av_frame.format
-        deep = max((c.bits for c in fmt.components), default=8) > 8
-        target = "rgb48le" if deep else "rgb24"
-        if fmt.is_rgb:
-            rgb = av_frame.reformat(format=target)
-        else:
-            rgb = av_frame.reformat(
-                format=target,
-                src_colorspace=sws_matrix(effective_matrix(colour, av_frame.height)),
-                src_color_range=sws_range(colour.range, fmt.name.startswith("yuvj")),
-                interpolation="BICUBIC",
-            )
-        pixels = rgb.to_ndarray()
-        if pixels.ndim == 2:  # grey formats
-            pixels = pixels[..., None].repeat(3, axis=2)
-        return Frame(pixels=pixels[..., :3], pts=pts, time_base=time_base, colour=colour, index=index)
+        pixels, colour = to_rgb(av_frame)
+        return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index)
 
 
 def _frame_step(stream: Any, time_base: Fraction) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from vsr.frame import Frame
@@ -107,7 +107,7 @@ class ESRGANUpscaler(Stage):
             else:
                 outputs = self._upscaler.upscale([f.pixels for f in chunk])
             for frame, pixels in zip(chunk, outputs, strict=True):
-                yield frame.with_pixels(pixels)
+                yield replace(frame, pixels=pixels, source=frame.pixels)
 
 
 @hookimpl

@@ -66,6 +66,8 @@ class Frame:
         time_base: unit of ``pts``.
         colour: colour description of the source.
         index: 0-based position of the frame in the decoded stream.
+        source: for upscaled frames, the low-resolution pixels they were made
+            from (set by upscalers; smoothers use it to find motion cheaply).
     """
 
     pixels: np.ndarray
@@ -73,6 +75,7 @@ class Frame:
     time_base: Fraction
     colour: Colour
     index: int
+    source: np.ndarray | None = None
 
     @property
     def height(self) -> int:

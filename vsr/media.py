@@ -8,7 +8,9 @@ from typing import Any
 import av
 import av.error
 
+from vsr.colour import effective_matrix, sws_matrix, sws_range
 from vsr.errors import VsrError
+from vsr.frame import Colour
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "tiff_pipe", "webp_pipe", "jpegls_pipe"}
@@ -58,3 +60,33 @@ def ffmpeg_reason(exc: BaseException) -> str:
     if isinstance(exc, av.error.FFmpegError):
         return str(exc.strerror or exc).strip().rstrip(".")
     return str(exc)
+
+
+def to_rgb(av_frame: Any) -> tuple[Any, Colour]:
+    """A decoded frame as ``H x W x 3`` RGB (uint8, or uint16 for deep formats) and its colour description.
+
+    YUV is converted with the frame's own matrix and range; untagged frames
+    get BT.709 from 720 lines up and BT.601 below (see :mod:`vsr.colour`).
+    """
+    colour = Colour(
+        matrix=int(av_frame.colorspace or 2),
+        range=int(av_frame.color_range or 0),
+        primaries=int(av_frame.color_primaries or 2),
+        transfer=int(av_frame.color_trc or 2),
+    )
+    fmt = av_frame.format
+    deep = max((c.bits for c in fmt.components), default=8) > 8
+    target = "rgb48le" if deep else "rgb24"
+    if fmt.is_rgb:
+        rgb = av_frame.reformat(format=target)
+    else:
+        rgb = av_frame.reformat(
+            format=target,
+            src_colorspace=sws_matrix(effective_matrix(colour, av_frame.height)),
+            src_color_range=sws_range(colour.range, fmt.name.startswith("yuvj")),
+            interpolation="BICUBIC",
+        )
+    pixels = rgb.to_ndarray()
+    if pixels.ndim == 2:  # grey formats
+        pixels = pixels[..., None].repeat(3, axis=2)
+    return pixels[..., :3], colour

@@ -34,7 +34,7 @@ from vsr.errors import UsageError
 from vsr.registry import Registry
 from vsr.stage import ROLES
 
-DEFAULT_STAGES = {"decode": "pyav", "upscale": "esrgan", "smooth": "", "encode": "pyav"}
+DEFAULT_STAGES = {"decode": "pyav", "upscale": "esrgan", "smooth": "temporal", "encode": "pyav"}
 OPTIONAL_ROLES = {"smooth"}
 
 

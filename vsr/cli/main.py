@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from vsr import __version__
-from vsr.cli import listing, sample, upscale
+from vsr.cli import listing, metrics, sample, upscale
 from vsr.errors import Interrupted, VsrError
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command("stages")(listing.stages)
 app.command("presets")(listing.presets)
 app.command("models")(listing.models)
 app.command("sample")(sample.sample)
+app.command("metrics", no_args_is_help=True)(metrics.metrics)
 
 
 def _version(value: bool) -> None:

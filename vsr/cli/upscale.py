@@ -78,10 +78,17 @@ def upscale(
         typer.Option("--set", "-s", help="Override a preset key: section.key=value, e.g. upscale.tile=128."),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    smooth: Annotated[
+        bool | None,
+        typer.Option("--smooth/--no-smooth", help="Temporal smoothing on or off (default: as the preset says)."),
+    ] = None,
 ) -> None:
     """Upscale INPUT 4x with ESRGAN, keeping audio, subtitles, timestamps and colour."""
     registry = load_registry()
-    chosen = resolve_preset(registry, preset).with_overrides(set_ or [])
+    overrides = list(set_ or [])
+    if smooth is not None:
+        overrides.insert(0, f"smooth.enabled={'true' if smooth else 'false'}")
+    chosen = resolve_preset(registry, preset).with_overrides(overrides)
     reporter = _Reporter()
     try:
         result = upscale_file(

@@ -1,0 +1,54 @@
+"""``vsr metrics``: flicker, ghosting and fidelity of an upscaled video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vsr.errors import VsrError
+from vsr.media import open_input, to_rgb, video_stream
+from vsr.metrics import StabilityReport
+
+
+def _frames(path: Path):  # noqa: ANN202 - a generator of RGB arrays
+    with open_input(path) as container:
+        stream = video_stream(container, path)
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield to_rgb(frame)[0]
+
+
+def metrics(
+    original: Annotated[Path, typer.Argument(help="The input video (low resolution).")],
+    upscaled: Annotated[Path, typer.Argument(help="The upscaled video to measure.")],
+    unsmoothed: Annotated[
+        Path | None, typer.Option(help="The same upscale without smoothing, to measure ghosting.")
+    ] = None,
+    reference: Annotated[Path | None, typer.Option(help="A ground-truth video at the output size (PSNR/SSIM).")] = None,
+    static_threshold: Annotated[float, typer.Option(help="Input change (8-bit levels) still counted as static.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Measure flicker (still areas), ghosting (moving areas) and PSNR/SSIM of UPSCALED."""
+    report = StabilityReport(static_threshold=static_threshold)
+    sources = [_frames(original), _frames(upscaled)]
+    if unsmoothed is not None:
+        sources.append(_frames(unsmoothed))
+    if reference is not None:
+        sources.append(_frames(reference))
+    counts = 0
+    for items in zip(*sources, strict=False):
+        counts += 1
+        extra = dict(zip(["unsmoothed", "reference"] if unsmoothed else ["reference"], items[2:], strict=False))
+        report.add(items[0], items[1], **extra)
+    if counts == 0:
+        raise VsrError(f"{upscaled}: no frames to compare")
+    summary = report.summary()
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        shown = "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+        print(f"{key:10} {shown}")
