@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import TINY, decode_rgb, run_vsr
 
+from conftest import TINY, decode_rgb, run_vsr
 from vsr import hookimpl, hookspecs
 from vsr.errors import VsrError
 from vsr.frame import Frame

@@ -61,6 +61,9 @@ def test_set_overrides_are_typed():
     assert preset.tables["upscale"]["tile"] == 128
     assert preset.tables["encode"]["codec"] == "libx265"
     assert [c.stage for c in preset.choices()] == ["pyav", "esrgan", "invert", "pyav"]
+    # switching a role's stage drops the old stage's options, keeps --set ones whatever their order
+    switched = resolve_preset(registry, "anime").with_overrides(["smooth.amount=0.5", "smooth.stage=invert"])
+    assert switched.tables["smooth"] == {"enabled": False, "stage": "invert", "amount": 0.5}
     assert parse_value("1.5") == 1.5 and parse_value("true") is True and parse_value("abc") == "abc"
     with pytest.raises(UsageError, match="unknown section"):
         preset.with_overrides(["upscayle.tile=1"])

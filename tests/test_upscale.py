@@ -9,8 +9,8 @@ import time
 import av
 import numpy as np
 import pytest
-from conftest import TINY, decode_rgb, ffprobe, run_vsr, streams, video_pts, vsr_command, vsr_env
 
+from conftest import TINY, decode_rgb, ffprobe, run_vsr, streams, video_pts, vsr_command, vsr_env
 from vsr.plugins import load_registry
 from vsr.presets import resolve_preset
 from vsr.run import default_output, upscale_file

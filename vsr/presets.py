@@ -55,8 +55,14 @@ class Preset:
     tables: dict[str, dict[str, Any]]
 
     def with_overrides(self, overrides: list[str]) -> Preset:
-        """A copy with ``section.key=value`` overrides applied."""
+        """A copy with ``section.key=value`` overrides applied.
+
+        Options belong to a stage: choosing another stage for a role
+        (``--set smooth.stage=mine``) drops the preset's options for the old
+        one, keeping only ``enabled`` and the options given with ``--set``.
+        """
         tables = copy.deepcopy(self.tables)
+        parsed = []
         for item in overrides:
             key, sep, raw = item.partition("=")
             section, dot, option = key.strip().partition(".")
@@ -64,7 +70,12 @@ class Preset:
                 raise UsageError(f"--set expects section.key=value, got {item!r}")
             if section not in ROLES:
                 raise UsageError(f"--set {item!r}: unknown section {section!r} (known: {', '.join(ROLES)})")
-            tables.setdefault(section, {})[option] = parse_value(raw.strip())
+            parsed.append((section, option, parse_value(raw.strip())))
+        for section, option, value in sorted(parsed, key=lambda p: p[1] != "stage"):  # stage choices first
+            table = tables.setdefault(section, {})
+            if option == "stage" and value != table.get("stage", DEFAULT_STAGES[section]):
+                tables[section] = table = {k: v for k, v in table.items() if k == "enabled"}
+            table[option] = value
         return Preset(self.name, self.description, self.path, tables)
 
     def choices(self) -> list[StageChoice]:
