@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -233,11 +234,7 @@ class PyAVEncoder(Stage):
                         remux.pump(float(packet.dts * packet.time_base))
                     output.mux(packet)
 
-            def frames_with_first() -> Iterator[Frame]:
-                yield first
-                yield from iterator
-
-            for frame in frames_with_first():
+            for frame in itertools.chain([first], iterator):
                 fmt = "rgb48le" if frame.pixels.dtype == np.uint16 else "rgb24"
                 if fmt != src_format or (frame.width, frame.height) != (stream.width, stream.height):
                     raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -53,7 +54,6 @@ class ESRGANUpscaler(Stage):
             raise ValueError("the esrgan upscaler needs job.registry to look up its model")
         # Look the model up now, so a wrong name fails before any work starts.
         self.spec = job.registry.model(options.model)
-        self._upscaler: Any = None
 
     def _build(self, deep_input: bool) -> Any:
         from vsr.backend import quiet_native_stderr
@@ -93,19 +93,10 @@ class ESRGANUpscaler(Stage):
         first = next(iterator, None)
         if first is None:
             return
-        self._upscaler = self._build(first.pixels.dtype.itemsize > 1)
-        per_call = self._upscaler.frames_per_call(first.height, first.width)
-
-        def chained() -> Iterator[Frame]:
-            yield first
-            yield from iterator
-
-        for chunk in group(chained(), per_call):
-            shapes = {f.pixels.shape for f in chunk}
-            if len(shapes) > 1:  # frame size changed mid-stream: run one by one
-                outputs = [self._upscaler.upscale([f.pixels])[0] for f in chunk]
-            else:
-                outputs = self._upscaler.upscale([f.pixels for f in chunk])
+        upscaler = self._build(first.pixels.dtype.itemsize > 1)
+        per_call = upscaler.frames_per_call(first.height, first.width)
+        for chunk in group(itertools.chain([first], iterator), per_call):
+            outputs = upscaler.upscale([f.pixels for f in chunk])  # mixed sizes are grouped by shape inside
             for frame, pixels in zip(chunk, outputs, strict=True):
                 yield replace(frame, pixels=pixels, source=frame.pixels)
 
