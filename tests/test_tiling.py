@@ -33,6 +33,11 @@ def test_windows_cover_frame_once_with_one_shape(h, w, tile, pad):
     assert len(shapes) == 1  # one compiled graph per frame size
 
 
+def test_axis_covered_by_one_window_is_not_split():
+    assert len(plan_windows(352, 352, 256, 48)) == 1  # tiling would run the whole frame 4 times
+    assert len(plan_windows(353, 300, 256, 48)) == 2
+
+
 def _network(name: str):
     from vsr.models.build import build_network
     from vsr.models.store import load_converted

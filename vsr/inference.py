@@ -56,9 +56,14 @@ def plan_windows(height: int, width: int, tile: int, pad: int) -> list[Window]:
     if tile <= 0:
         return [Window((0, height), (0, width), (0, height), (0, width))]
     size = tile + 2 * pad
+
+    def parts(length: int) -> list[tuple[int, int]]:
+        # an axis that one window covers anyway is not split: splitting would only repeat work
+        return [(0, length)] if length <= size else _split(length, tile)
+
     windows = []
-    for cy in _split(height, tile):
-        for cx in _split(width, tile):
+    for cy in parts(height):
+        for cx in parts(width):
             windows.append(Window(cy, cx, _window(cy, height, size), _window(cx, width, size)))
     return windows
 
