@@ -62,6 +62,14 @@ def check_output(input_path: Path, output: Path, overwrite: bool) -> None:
         raise UsageError(f"{output}: image output needs an image input; use a video suffix such as .mp4 or .mkv")
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def upscale_file(
     registry: Registry,
     preset: Preset,
@@ -96,6 +104,7 @@ def upscale_file(
                 on_frame(count)
         if not tmp.exists():
             raise VsrError(f"{output}: the encoder wrote no file")
+        _fsync(tmp)  # the data is on disk before the name says the file is complete
         os.replace(tmp, output)
     except OSError as exc:
         raise VsrError(f"{output}: cannot write: {exc.strerror or exc}") from None
