@@ -29,16 +29,6 @@ class DecodeOptions:
         return "threads must be >= 0" if self.threads < 0 else None
 
 
-def _colour_of(stream: Any) -> Colour:
-    cc = stream.codec_context
-    return Colour(
-        matrix=int(cc.colorspace or 2),
-        range=int(cc.color_range or 0),
-        primaries=int(cc.color_primaries or 2),
-        transfer=int(cc.color_trc or 2),
-    )
-
-
 def _bit_depth(pix_fmt: str | None) -> int:
     if not pix_fmt:
         return 8
@@ -76,7 +66,7 @@ class PyAVDecoder(Stage):
                 frame_rate=Fraction(rate) if rate else None,
                 frames=frames or None,
                 duration=duration,
-                colour=_colour_of(stream),
+                colour=Colour.of(stream.codec_context),
                 bit_depth=_bit_depth(cc.format.name if cc.format else None),
                 is_image=fmt_name in IMAGE_FORMATS,
                 format_name=fmt_name,

@@ -15,7 +15,7 @@ import numpy as np
 
 from vsr.colour import output_colour, sws_matrix
 from vsr.errors import VsrError
-from vsr.frame import RANGE_PC, Frame
+from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
 from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
 from vsr.registry import StageRegister
@@ -175,7 +175,7 @@ class PyAVEncoder(Stage):
             raise VsrError(f"{self.job.final_output}: cannot write image: {ffmpeg_reason(exc)}") from None
         yield first
 
-    def _open_video_stream(self, output: Any, first: Frame) -> Any:
+    def _open_video_stream(self, output: Any, first: Frame) -> tuple[Any, Colour]:
         opts = self.options
         media = self.job.media
         rate = media.frame_rate if media and media.frame_rate else Fraction(25)
@@ -204,8 +204,7 @@ class PyAVEncoder(Stage):
         if opts.codec == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # errors only
         stream.options = codec_options
-        self._colour = colour
-        return stream
+        return stream, colour
 
     def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         iterator = iter(frames)
@@ -218,7 +217,7 @@ class PyAVEncoder(Stage):
             raise VsrError(f"{self.job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
         source = None
         try:
-            stream = self._open_video_stream(output, first)
+            stream, colour = self._open_video_stream(output, first)
             remux = None
             if self.options.copy_streams:
                 source = open_input(self.job.input)
@@ -226,7 +225,7 @@ class PyAVEncoder(Stage):
                 index = media.video_stream_index if media else video_stream(source, self.job.input).index
                 remux = _Remuxer(output, source, index, self.job.log)
             src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
-            matrix = sws_matrix(self._colour.matrix)
+            matrix = sws_matrix(colour.matrix)
 
             def mux(packets: list[Any]) -> None:
                 for packet in packets:
@@ -239,7 +238,7 @@ class PyAVEncoder(Stage):
                 if fmt != src_format or (frame.width, frame.height) != (stream.width, stream.height):
                     raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")
                 vf = av.VideoFrame.from_ndarray(frame.pixels, format=fmt)
-                vf = vf.reformat(format=self.options.pix_fmt, dst_colorspace=matrix, dst_color_range=self._colour.range)
+                vf = vf.reformat(format=self.options.pix_fmt, dst_colorspace=matrix, dst_color_range=colour.range)
                 vf.pts = frame.pts
                 vf.time_base = frame.time_base
                 mux(stream.encode(vf))

@@ -20,7 +20,7 @@ trails. Global motion (pans) is not compensated: a pan makes the whole frame
 "moving", so smoothing switches itself off for it rather than smear; the
 shimmer it leaves there is masked by the motion itself.
 
-Memory: one previous input frame and one previous output frame (float32).
+Memory: one previous input frame (RGB and HSV) and one previous output frame (float32).
 Timestamps and frame count are untouched.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from vsr.frame import Frame
 from vsr.hookspecs import hookimpl
-from vsr.metrics import change_map, content_change, resize_nearest, to_levels
+from vsr.metrics import change_map, content_change, from_levels, hsv, resize_nearest, to_levels
 from vsr.registry import StageRegister
 from vsr.stage import Stage
 
@@ -67,16 +67,19 @@ class TemporalSmoother(Stage):
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         opts = self.options
         prev_in: np.ndarray | None = None
+        prev_hsv: np.ndarray | None = None
         prev_out: np.ndarray | None = None
         for frame in frames:
             small = frame.source if frame.source is not None else frame.pixels
+            small_hsv = hsv(small)  # computed once per frame, kept for the next one
             current = to_levels(frame.pixels)
             fresh = (
                 prev_in is None
+                or prev_hsv is None
                 or prev_out is None
                 or prev_in.shape != small.shape
                 or prev_out.shape != current.shape
-                or content_change(prev_in, small) > opts.cut_threshold
+                or content_change(prev_hsv, small_hsv) > opts.cut_threshold
             )
             if fresh or opts.strength == 0:
                 out = current
@@ -86,14 +89,8 @@ class TemporalSmoother(Stage):
                 weight = np.clip((opts.motion_threshold - change) / half, 0.0, 1.0) * opts.strength
                 weight = resize_nearest(weight.astype(np.float32), *current.shape[:2])[..., None]
                 out = current + weight * (prev_out - current)
-            prev_in, prev_out = small, out
-            yield frame.with_pixels(_from_levels(out, frame.pixels.dtype))
-
-
-def _from_levels(levels: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint16:
-        return np.clip(np.round(levels * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
-    return np.clip(np.round(levels), 0, 255).astype(np.uint8)
+            prev_in, prev_hsv, prev_out = small, small_hsv, out
+            yield frame.with_pixels(from_levels(out, frame.pixels.dtype))
 
 
 @hookimpl

@@ -61,6 +61,11 @@ def vfr_clip(media: Path) -> Path:
     return path
 
 
+def ffmpeg(*args: str | Path) -> None:
+    """Make a fixture with the real ffmpeg (quiet, overwriting)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
 def ffprobe(path: Path, *args: str) -> dict:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-of", "json", *args, str(path)], capture_output=True, text=True, check=True

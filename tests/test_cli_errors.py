@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_vsr
+from conftest import TINY, ffmpeg, run_vsr
 
 
 def _make_cases(media: Path, sample_clip: Path) -> dict[str, Path]:
@@ -21,15 +21,10 @@ def _make_cases(media: Path, sample_clip: Path) -> dict[str, Path]:
     data = sample_clip.read_bytes()
     (root / "cut_header.mp4").write_bytes(data[: len(data) // 3])  # moov at the end: unreadable
     fast = root / "faststart.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(sample_clip), "-c", "copy", "-movflags", "+faststart", str(fast)],
-        check=True,
-    )
+    ffmpeg("-i", str(sample_clip), "-c", "copy", "-movflags", "+faststart", str(fast))
     fs = fast.read_bytes()
     (root / "cut_tail.mp4").write_bytes(fs[: int(len(fs) * 0.7)])  # index intact, frames missing
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=0.5", str(root / "audio.m4a")], check=True
-    )
+    ffmpeg("-f", "lavfi", "-i", "sine=d=0.5", str(root / "audio.m4a"))
     return {p.stem: p for p in root.iterdir()}
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY, run_vsr
 from stages.smooth import SmoothOptions, TemporalSmoother
 from vsr.frame import Colour, Frame
-from vsr.metrics import StabilityReport, change_map, content_change, psnr, resize_nearest, ssim
+from vsr.metrics import StabilityReport, change_map, content_change, hsv, psnr, resize_nearest, ssim
 from vsr.sample import cartoon_frame
 from vsr.stage import Job
 
@@ -80,7 +80,7 @@ def test_moving_object_leaves_no_trail():
 
 def test_hard_cut_resets_history():
     a, b = cartoon_frame(0, 48, 32, 10), (255 - cartoon_frame(0, 48, 32, 10))[:, ::-1].copy()
-    assert content_change(a, b) > 27
+    assert content_change(hsv(a), hsv(b)) > 27
     lrs = [a] * 5 + [b] * 5
     frames = frames_of(lrs, sigma=6)
     out = smooth(frames)

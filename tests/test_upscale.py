@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import TINY, decode_rgb, ffprobe, run_vsr, streams, video_pts, vsr_command, vsr_env
+from conftest import TINY, decode_rgb, ffmpeg, ffprobe, run_vsr, streams, video_pts, vsr_command, vsr_env
 from vsr.plugins import load_registry
 from vsr.presets import resolve_preset
 from vsr.run import default_output, upscale_file
@@ -53,24 +53,18 @@ def test_variable_frame_rate_survives(vfr_clip):
 
 def test_untagged_hd_output_is_tagged_bt709_and_keeps_aspect(tmp_path):
     src = tmp_path / "untagged.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=192x180:rate=5:duration=0.4",
-            "-vf",
-            "setsar=32/27",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            str(src),
-        ],
-        check=True,
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=192x180:rate=5:duration=0.4",
+        "-vf",
+        "setsar=32/27",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        str(src),
     )
     assert "color_space" not in _video(streams(src))
     out = tmp_path / "tagged.mkv"
@@ -97,28 +91,22 @@ def test_decoder_honours_matrix_range_and_depth(tmp_path, matrix, rng, pix_fmt):
 
     colour = (200, 60, 40)
     src = tmp_path / "solid.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"color=c=0x{bytes(colour).hex()}:s=64x64:d=0.2:r=5",
-            "-vf",
-            f"scale=out_color_matrix={matrix}:out_range={rng}",
-            "-pix_fmt",
-            pix_fmt,
-            "-colorspace",
-            matrix,
-            "-color_range",
-            rng,
-            "-c:v",
-            "ffv1",
-            str(src),
-        ],
-        check=True,
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=0x{bytes(colour).hex()}:s=64x64:d=0.2:r=5",
+        "-vf",
+        f"scale=out_color_matrix={matrix}:out_range={rng}",
+        "-pix_fmt",
+        pix_fmt,
+        "-colorspace",
+        matrix,
+        "-color_range",
+        rng,
+        "-c:v",
+        "ffv1",
+        str(src),
     )
     job = Job(src, tmp_path / "x.mkv", tmp_path / "x.mkv")
     decoder = PyAVDecoder(PyAVDecoder.Options(), job)
@@ -175,38 +163,32 @@ def test_subtitles_audio_tracks_and_attachments_are_copied(sample_clip, tmp_path
     font = tmp_path / "font.ttf"
     font.write_bytes(b"\0\1\0\0fake font")
     src = tmp_path / "rich.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(sample_clip),
-            "-i",
-            str(srt),
-            "-map",
-            "0:v",
-            "-map",
-            "0:a",
-            "-map",
-            "0:a",
-            "-map",
-            "1",
-            "-c:v",
-            "copy",
-            "-c:a:0",
-            "copy",
-            "-c:a:1",
-            "libopus",
-            "-c:s",
-            "srt",
-            "-attach",
-            str(font),
-            "-metadata:s:t",
-            "mimetype=application/x-truetype-font",
-            str(src),
-        ],
-        check=True,
+    ffmpeg(
+        "-i",
+        str(sample_clip),
+        "-i",
+        str(srt),
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-map",
+        "0:a",
+        "-map",
+        "1",
+        "-c:v",
+        "copy",
+        "-c:a:0",
+        "copy",
+        "-c:a:1",
+        "libopus",
+        "-c:s",
+        "srt",
+        "-attach",
+        str(font),
+        "-metadata:s:t",
+        "mimetype=application/x-truetype-font",
+        str(src),
     )
     out = tmp_path / "rich.x4.mkv"
     result = run_vsr("upscale", str(src), "-o", str(out), *TINY)

@@ -3,8 +3,8 @@
 TensorFlow's native code logs to file descriptor 2 before its logging is
 initialised ("Could not find cuda drivers...", "failed call to cuInit"), and
 ``TF_CPP_MIN_LOG_LEVEL`` does not reach those lines. vsr promises one line per
-problem on stderr, so the first import and the device query run with fd 2
-pointed at /dev/null. Python exceptions are unaffected (they are raised, not
+problem on stderr, so building the model (the first import, the device query)
+runs with fd 2 pointed at /dev/null. Python exceptions are unaffected (they are raised, not
 printed); ``VSR_DEBUG=1`` keeps everything visible.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,16 @@ class Colour:
     range: int = RANGE_UNSPECIFIED
     primaries: int = PRIMARIES_UNSPECIFIED
     transfer: int = TRC_UNSPECIFIED
+
+    @classmethod
+    def of(cls, source: Any) -> Colour:
+        """The colour description of a PyAV frame or codec context (both carry these attributes)."""
+        return cls(
+            matrix=int(source.colorspace or SPACE_UNSPECIFIED),
+            range=int(source.color_range or RANGE_UNSPECIFIED),
+            primaries=int(source.color_primaries or PRIMARIES_UNSPECIFIED),
+            transfer=int(source.color_trc or TRC_UNSPECIFIED),
+        )
 
     @property
     def matrix_name(self) -> str:

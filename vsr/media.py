@@ -68,12 +68,7 @@ def to_rgb(av_frame: Any) -> tuple[Any, Colour]:
     YUV is converted with the frame's own matrix and range; untagged frames
     get BT.709 from 720 lines up and BT.601 below (see :mod:`vsr.colour`).
     """
-    colour = Colour(
-        matrix=int(av_frame.colorspace or 2),
-        range=int(av_frame.color_range or 0),
-        primaries=int(av_frame.color_primaries or 2),
-        transfer=int(av_frame.color_trc or 2),
-    )
+    colour = Colour.of(av_frame)
     fmt = av_frame.format
     deep = max((c.bits for c in fmt.components), default=8) > 8
     target = "rgb48le" if deep else "rgb24"

@@ -26,6 +26,13 @@ def to_levels(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
+def from_levels(levels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The inverse of :func:`to_levels`: round back to uint8 or uint16 pixels."""
+    if dtype == np.uint16:
+        return np.clip(np.round(levels * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
+    return np.clip(np.round(levels), 0, 255).astype(np.uint8)
+
+
 def max_filter(values: np.ndarray, radius: int) -> np.ndarray:
     """Maximum over a ``(2r+1)^2`` neighbourhood (dilation), edges clamped."""
     if radius <= 0:
@@ -51,7 +58,7 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask[ys][:, xs]
 
 
-def _hsv(rgb: np.ndarray) -> np.ndarray:
+def hsv(rgb: np.ndarray) -> np.ndarray:
     """HSV on OpenCV's scale (H 0..180, S and V 0..255), as PySceneDetect measures content."""
     x = to_levels(rgb)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
@@ -64,9 +71,9 @@ def _hsv(rgb: np.ndarray) -> np.ndarray:
     return np.stack([h, s, v], axis=2)
 
 
-def content_change(prev: np.ndarray, cur: np.ndarray) -> float:
-    """Mean HSV difference between two frames, the score of PySceneDetect's ContentDetector (cut above ~27)."""
-    return float(np.abs(_hsv(cur) - _hsv(prev)).mean())
+def content_change(prev_hsv: np.ndarray, cur_hsv: np.ndarray) -> float:
+    """Mean difference of two frames' :func:`hsv`, the score of PySceneDetect's ContentDetector (cut above ~27)."""
+    return float(np.abs(cur_hsv - prev_hsv).mean())
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

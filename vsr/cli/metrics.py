@@ -33,17 +33,12 @@ def metrics(
 ) -> None:
     """Measure flicker (still areas), ghosting (moving areas) and PSNR/SSIM of UPSCALED."""
     report = StabilityReport(static_threshold=static_threshold)
-    sources = [_frames(original), _frames(upscaled)]
-    if unsmoothed is not None:
-        sources.append(_frames(unsmoothed))
-    if reference is not None:
-        sources.append(_frames(reference))
-    counts = 0
-    for items in zip(*sources, strict=False):
-        counts += 1
-        extra = dict(zip(["unsmoothed", "reference"] if unsmoothed else ["reference"], items[2:], strict=False))
-        report.add(items[0], items[1], **extra)
-    if counts == 0:
+    extras = {name: _frames(path) for name, path in (("unsmoothed", unsmoothed), ("reference", reference)) if path}
+    for original_frame, upscaled_frame, *others in zip(
+        _frames(original), _frames(upscaled), *extras.values(), strict=False
+    ):
+        report.add(original_frame, upscaled_frame, **dict(zip(extras, others, strict=True)))
+    if report.frames == 0:
         raise VsrError(f"{upscaled}: no frames to compare")
     summary = report.summary()
     if as_json:
