@@ -19,7 +19,7 @@ log = logging.getLogger("vsr")
 @dataclass
 class UpscaleOptions:
     model: str = "realesr-animevideov3"
-    """Registered model name (see ``vsr models``)."""
+    """Registered model name (see ``vsr models``), or a path to a .pth/.safetensors/ncnn .param file."""
     tile: int = 256
     """Core tile size in input pixels; 0 runs whole frames (memory grows with frame size)."""
     tile_pad: int = 48
@@ -52,8 +52,11 @@ class ESRGANUpscaler(Stage):
         super().__init__(options, job)
         if job.registry is None:
             raise ValueError("the esrgan upscaler needs job.registry to look up its model")
-        # Look the model up now, so a wrong name fails before any work starts.
-        self.spec = job.registry.model(options.model)
+        from vsr.models.store import resolve_model
+
+        # Look the model up now, so a wrong name or a bad file fails before any work starts.
+        self.spec = resolve_model(job.registry, options.model)
+        self.scale = self.spec.scale
 
     def _build(self, deep_input: bool) -> Any:
         from vsr.backend import quiet_native_stderr

@@ -51,11 +51,14 @@ def _window(core: tuple[int, int], length: int, size: int) -> tuple[int, int]:
     return start, start + size
 
 
-def plan_windows(height: int, width: int, tile: int, pad: int) -> list[Window]:
-    """The tiles of a ``height`` x ``width`` frame; ``tile=0`` means one tile."""
+def plan_windows(height: int, width: int, tile: int, pad: int, multiple: int = 1) -> list[Window]:
+    """The tiles of a ``height`` x ``width`` frame; ``tile=0`` means one tile.
+
+    Window sides are multiples of ``multiple`` when the frame's sides are.
+    """
     if tile <= 0:
         return [Window((0, height), (0, width), (0, height), (0, width))]
-    size = tile + 2 * pad
+    size = -(-(tile + 2 * pad) // multiple) * multiple
 
     def parts(length: int) -> list[tuple[int, int]]:
         # an axis that one window covers anyway is not split: splitting would only repeat work
@@ -113,6 +116,8 @@ class TiledUpscaler:
         self.pad = pad
         self.batch = max(1, batch)
         self.out_dtype = out_dtype
+        #: networks that pixel-unshuffle their input need sides that are multiples of this
+        self.multiple = int(getattr(network, "input_multiple", 1))
         self._graphs: dict[str, Any] = {}
 
     def _graph(self, in_dtype: np.dtype) -> Any:
@@ -135,14 +140,25 @@ class TiledUpscaler:
         out = graph.predict_on_batch(np.stack(images))
         return list(np.asarray(out))
 
+    def _pad(self, frame: np.ndarray) -> np.ndarray:
+        """Reflect-pad to multiples of :attr:`multiple` (as Real-ESRGAN does for x2/x1 models)."""
+        m = self.multiple
+        extra_y, extra_x = -frame.shape[0] % m, -frame.shape[1] % m
+        if not (extra_y or extra_x):
+            return frame
+        mode = "reflect" if min(frame.shape[:2]) > m else "edge"
+        return np.pad(frame, ((0, extra_y), (0, extra_x), (0, 0)), mode=mode)
+
     def upscale(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Upscale a group of frames, batching their windows by shape."""
+        sizes = [f.shape[:2] for f in frames]
+        frames = [self._pad(f) for f in frames]
         outputs = [
             np.empty((f.shape[0] * self.scale, f.shape[1] * self.scale, 3), dtype=self.out_dtype) for f in frames
         ]
         jobs: dict[tuple[int, int, str], list[tuple[int, Window]]] = {}
         for i, frame in enumerate(frames):
-            for w in plan_windows(frame.shape[0], frame.shape[1], self.tile, self.pad):
+            for w in plan_windows(frame.shape[0], frame.shape[1], self.tile, self.pad, self.multiple):
                 shape = (w.win_y[1] - w.win_y[0], w.win_x[1] - w.win_x[0], str(frame.dtype))
                 jobs.setdefault(shape, []).append((i, w))
         s = self.scale
@@ -156,11 +172,14 @@ class TiledUpscaler:
                     outputs[i][w.core_y[0] * s : w.core_y[1] * s, w.core_x[0] * s : w.core_x[1] * s] = result[
                         oy : oy + h, ox : ox + wd
                     ]
-        return outputs
+        return [
+            out if out.shape[:2] == (h * s, w * s) else np.ascontiguousarray(out[: h * s, : w * s])
+            for out, (h, w) in zip(outputs, sizes, strict=True)
+        ]
 
     def frames_per_call(self, height: int, width: int) -> int:
         """How many frames to group so that one call fills a batch."""
-        return max(1, self.batch // len(plan_windows(height, width, self.tile, self.pad)))
+        return max(1, self.batch // len(plan_windows(height, width, self.tile, self.pad, self.multiple)))
 
 
 def group(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

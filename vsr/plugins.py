@@ -58,7 +58,7 @@ def collect(pm: pluggy.PluginManager) -> Registry:
     ]
     for hook_name, register in hooks:
         caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's call order (tryfirst/trylast respected)
             register.plugin = _label(pm, impl.plugin)
             try:
                 impl.function(register=register)

@@ -86,13 +86,20 @@ def upscale_file(
     a hidden ``.partial`` file beside it, renamed into place at the end and
     removed on any failure or interruption.
     """
+    named = output is not None
     output = output if output is not None else default_output(input_path)
-    tmp = partial_path(output)
-    job = Job(input=input_path, output=tmp, final_output=output, registry=registry)
+    job = Job(input=input_path, output=partial_path(output), final_output=output, registry=registry)
     pipeline = build_pipeline(registry, preset, job)  # validates options, probes the input; writes nothing
+    scale = next((s.scale for s in pipeline.stages if isinstance(getattr(s, "scale", None), int)), 4)
+    if not named and scale != 4:  # the default name says the model's real factor: clip.x2.mp4
+        output = job.final_output = default_output(input_path, scale)
+        job.output = partial_path(output)
+    tmp = job.output
     check_output(input_path, output, overwrite)
     if job.media is not None and job.media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UsageError(f"{input_path} is a still image: give an image output such as {default_output(input_path)}")
+        raise UsageError(
+            f"{input_path} is a still image: give an image output such as {default_output(input_path, scale)}"
+        )
     if on_start is not None and job.media is not None:
         on_start(job.media, output)
     start = time.perf_counter()

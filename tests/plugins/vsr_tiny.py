@@ -13,7 +13,7 @@ import numpy as np
 
 from vsr import hookimpl
 from vsr.frame import Frame
-from vsr.models.ncnn import ConvertedModel
+from vsr.models.converted import ConvertedModel
 from vsr.models.registry import ModelSpec
 from vsr.stage import Stage
 

@@ -1,4 +1,4 @@
-"""``vsr stages``, ``vsr presets`` and ``vsr models``: what the installed plugins provide."""
+"""``vsr stages`` and ``vsr presets``: what the installed plugins provide."""
 
 from __future__ import annotations
 
@@ -33,25 +33,4 @@ def presets() -> None:
     table = Table("preset", "plugin", "description", box=None)
     for name, item in sorted(registry.presets.items.items()):
         table.add_row(name, item.plugin, resolve_preset(registry, name).description)
-    _print(table)
-
-
-def models() -> None:
-    """List the registered models and whether their converted weights are cached."""
-    from vsr.models.store import cache_dir
-
-    registry = load_registry()
-    table = Table("model", "arch", "scale", "plugin", "cached", "licence", "description", box=None)
-    for name, item in sorted(registry.models.items.items()):
-        spec = item.value
-        cached = (cache_dir() / "models" / f"{name}.npz").exists()
-        table.add_row(
-            name,
-            spec.arch,
-            f"x{spec.scale}",
-            item.plugin,
-            "yes" if cached else "no",
-            spec.licence,
-            spec.description,  # type: ignore[attr-defined]
-        )
     _print(table)

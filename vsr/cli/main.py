@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from vsr import __version__
-from vsr.cli import listing, metrics, sample, upscale
+from vsr.cli import listing, metrics, models, sample, upscale
 from vsr.errors import Interrupted, VsrError
 
 app = typer.Typer(
@@ -33,7 +33,7 @@ app = typer.Typer(
 app.command("upscale", no_args_is_help=True)(upscale.upscale)
 app.command("stages")(listing.stages)
 app.command("presets")(listing.presets)
-app.command("models")(listing.models)
+app.add_typer(models.app, name="models")
 app.command("sample")(sample.sample)
 app.command("metrics", no_args_is_help=True)(metrics.metrics)
 

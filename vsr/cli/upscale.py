@@ -1,7 +1,8 @@
-"""``vsr upscale``: make a video (or image) four times larger."""
+"""``vsr upscale``: make a video (or image) larger with an ESRGAN-family model (x4 by default)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -68,7 +69,8 @@ class _Reporter:
 def upscale(
     input: Annotated[Path, typer.Argument(help="Video or image to upscale.", show_default=False)],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (default: INPUT.x4.EXT beside the input).")
+        Path | None,
+        typer.Option("--output", "-o", help="Output file (default: INPUT.x4.EXT beside the input; x2 for a x2 model)."),
     ] = None,
     preset: Annotated[
         str, typer.Option("--preset", "-p", help="Preset name (see `vsr presets`) or .toml path.")
@@ -76,6 +78,10 @@ def upscale(
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Override a preset key: section.key=value, e.g. upscale.tile=128."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model name (see `vsr models`) or a .pth/.safetensors/.param file."),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
     smooth: Annotated[
@@ -86,6 +92,8 @@ def upscale(
     """Upscale INPUT 4x with ESRGAN, keeping audio, subtitles, timestamps and colour."""
     registry = load_registry()
     overrides = list(set_ or [])
+    if model is not None:
+        overrides.insert(0, f"upscale.model={json.dumps(model)}")
     if smooth is not None:
         overrides.insert(0, f"smooth.enabled={'true' if smooth else 'false'}")
     chosen = resolve_preset(registry, preset).with_overrides(overrides)

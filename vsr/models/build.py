@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vsr.errors import VsrError
-from vsr.models.ncnn import ConvertedModel
+from vsr.models.converted import ConvertedModel
 
 PRECISION_POLICIES = {
     "float32": "float32",

@@ -46,6 +46,41 @@ class PixelShuffle(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vsr")
+class PixelUnshuffle(keras.layers.Layer):
+    """The inverse of :class:`PixelShuffle`: an ``r`` times smaller image with ``C * r * r`` channels.
+
+    PyTorch's order (``F.pixel_unshuffle``, and BasicSR's own helper): input
+    channel ``c`` at sub-pixel ``(i, j)`` goes to output channel
+    ``c * r * r + i * r + j``. Height and width must be multiples of ``r``.
+    """
+
+    def __init__(self, scale: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x: Any) -> Any:
+        r = self.scale
+        shape = ops.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        x = ops.reshape(x, (n, h // r, r, w // r, r, c))
+        x = ops.transpose(x, (0, 1, 3, 5, 2, 4))  # n, h, w, c, i, j
+        return ops.reshape(x, (n, h // r, w // r, c * r * r))
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        n, h, w, c = input_shape
+        r = self.scale
+        return (
+            n,
+            None if h is None else h // r,
+            None if w is None else w // r,
+            None if c is None else c * r * r,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="vsr")
 class ScaledResidual(keras.layers.Layer):
     """``x * scale + residual``: ESRGAN's residual scaling (0.2 in the paper).
 

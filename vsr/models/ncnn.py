@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vsr.errors import VsrError
+from vsr.models.converted import ConvertedModel
 
 MAGIC = "7767517"
 TAG_FLOAT16 = 0x01306B47
@@ -134,15 +135,6 @@ def read_ncnn(param_path: Path, bin_path: Path) -> list[NcnnLayer]:
     if reader.pos != len(data):
         raise VsrError(f"{bin_path}: {len(data) - reader.pos} unexpected trailing bytes (wrong .bin for this .param?)")
     return layers
-
-
-@dataclass
-class ConvertedModel:
-    """An architecture config plus Keras weights by layer name."""
-
-    arch: str
-    config: dict[str, int]
-    weights: dict[str, list[np.ndarray]]
 
 
 def convert(param_path: Path, bin_path: Path) -> ConvertedModel:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsr.models.ncnn import ConvertedModel, convert
+from vsr.models.converted import ConvertedModel
+from vsr.models.ncnn import convert
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ModelSpec:
         sources: the files the weights are converted from; their SHA-256
             keys the converted cache.
         convert: returns the architecture config and weights from ``sources``.
+        origin: where the weights come from, for listings (e.g. ``imported (pytorch)``).
     """
 
     name: str
@@ -31,6 +33,7 @@ class ModelSpec:
     licence: str
     sources: tuple[Path, ...]
     convert: Callable[[], ConvertedModel]
+    origin: str = ""
 
 
 def ncnn_model(name: str, param: Path, description: str, licence: str, scale: int = 4) -> ModelSpec:
@@ -45,4 +48,5 @@ def ncnn_model(name: str, param: Path, description: str, licence: str, scale: in
         licence=licence,
         sources=(param, bin_path),
         convert=lambda: convert(param, bin_path),
+        origin="ncnn files",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from vsr.models.layers import ScaledResidual
+from vsr.models.layers import PixelUnshuffle, ScaledResidual
 
 #: ESRGAN's residual scaling factor ("we use 0.2 to scale the residual").
 RESIDUAL_SCALE = 0.2
@@ -58,8 +58,14 @@ def rrdb(x: Any, num_feat: int, num_grow_ch: int, name: str, dtype: Any = None) 
 class RRDBNet(keras.Model):
     """ESRGAN generator: residual-in-residual dense blocks, no batch norm.
 
-    Two nearest-neighbour x2 upsamplings, each followed by a conv, give the
-    x4 output. Input and output are RGB in 0..1 (the output is not clamped).
+    ``num_upsample`` nearest-neighbour x2 upsamplings, each followed by a
+    conv, enlarge the trunk's features. As in BasicSR, the x2 and x1 models
+    keep the x4 trunk and first pixel-unshuffle the input by 2 or 4 (their
+    first conv sees 12 or 48 channels); input sizes must then be multiples
+    of that factor (:attr:`input_multiple`). The original ESRGAN code instead
+    varied the number of upsamplings (one for x2, three for x8), which
+    ``num_upsample`` covers. Input and output are RGB in 0..1 (the output is
+    not clamped).
 
     Args:
         num_in_ch: input channels (3 for RGB).
@@ -67,6 +73,8 @@ class RRDBNet(keras.Model):
         num_feat: feature channels of the trunk. Default: 64.
         num_block: number of RRDB blocks. Default: 23 (the paper's model).
         num_grow_ch: growth channels inside each dense block. Default: 32.
+        scale: output size over input size: 1, 2, 4 or 8. Default: 4.
+        num_upsample: x2 upsampling steps. Default: 2 (BasicSR's only choice).
         dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
     """
 
@@ -77,18 +85,26 @@ class RRDBNet(keras.Model):
         num_feat: int = 64,
         num_block: int = 23,
         num_grow_ch: int = 32,
+        scale: int = 4,
+        num_upsample: int = 2,
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
+        unshuffle, rest = divmod(2**num_upsample, scale)
+        if scale < 1 or rest or unshuffle not in (1, 2, 4):
+            raise ValueError(f"RRDBNet: scale {scale} does not fit {num_upsample} x2 upsamplings")
         # === Functional Model ===
         inputs = keras.Input(shape=(None, None, num_in_ch), name="image")
-        feat = _conv(num_feat, "conv_first", dtype)(inputs)
+        x = inputs
+        if unshuffle > 1:
+            x = PixelUnshuffle(unshuffle, name="pixel_unshuffle", dtype=dtype)(x)
+        feat = _conv(num_feat, "conv_first", dtype)(x)
         body = feat
         for b in range(num_block):
             body = rrdb(body, num_feat, num_grow_ch, f"body_{b}", dtype)
         body = _conv(num_feat, "conv_body", dtype)(body)
         feat = keras.layers.Add(name="trunk_add", dtype=dtype)([feat, body])
-        for i in (1, 2):
+        for i in range(1, num_upsample + 1):
             feat = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}", dtype=dtype)(feat)
             feat = _leaky(f"lrelu_up{i}", dtype)(_conv(num_feat, f"conv_up{i}", dtype)(feat))
         feat = _leaky("lrelu_hr", dtype)(_conv(num_feat, "conv_hr", dtype)(feat))
@@ -102,7 +118,10 @@ class RRDBNet(keras.Model):
         self.num_feat = num_feat
         self.num_block = num_block
         self.num_grow_ch = num_grow_ch
-        self.scale = 4
+        self.scale = scale
+        self.num_upsample = num_upsample
+        #: input height and width must be multiples of this
+        self.input_multiple = unshuffle
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -112,6 +131,8 @@ class RRDBNet(keras.Model):
             "num_feat": self.num_feat,
             "num_block": self.num_block,
             "num_grow_ch": self.num_grow_ch,
+            "scale": self.scale,
+            "num_upsample": self.num_upsample,
         }
 
     @classmethod

@@ -60,6 +60,7 @@ class SRVGGNetCompact(keras.Model):
         self.num_conv = num_conv
         self.upscale = upscale
         self.scale = upscale
+        self.input_multiple = 1
 
     def get_config(self) -> dict[str, Any]:
         return {

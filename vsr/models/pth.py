@@ -1,0 +1,371 @@
+"""Read PyTorch checkpoints (``.pth``) without torch, and without running their code.
+
+A ``.pth`` file is a pickle, and unpickling an untrusted pickle with the
+standard library (which is what ``torch.load`` did by default until 2.6) can
+run any Python callable the file names: ``os.system``, ``builtins.eval``.
+This reader unpickles with an allow-list instead. A global that the pickle
+asks for is looked up in :data:`SAFE_GLOBALS`, whose values are *our* small
+functions that build numpy arrays and dicts; any other name stops the load
+with :class:`UnsafeCheckpoint` before anything runs. No object from the file
+is ever called.
+
+Two container formats exist:
+
+- **zip** (``torch.save`` since PyTorch 1.6): ``<prefix>/data.pkl`` holds the
+  object; storage ``key`` lies uncompressed at ``<prefix>/data/<key>``;
+  ``<prefix>/byteorder`` says ``little`` or ``big``.
+- **legacy** (older files; the original ESRGAN release): five pickles in a row
+  (magic number, protocol version, system info, the object, the list of
+  storage keys), then each storage as an 8-byte element count and raw data.
+
+In both, a tensor is pickled as ``torch._utils._rebuild_tensor_v2(storage,
+offset, size, stride, ...)`` and a storage as a persistent id
+``("storage", <dtype>Storage, key, location, numel)``; tensors may be strided
+views into a storage shared with others.
+
+Everything the file declares (storage sizes, tensor extents, member names) is
+checked against what the file actually holds before memory is allocated, so a
+truncated, hostile or corrupt file is one clear :class:`CheckpointError` in
+bounded time and memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import math
+import pickle
+import pickletools
+import struct
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from vsr.errors import VsrError
+
+#: Largest ``data.pkl`` we unpickle: real checkpoints' are a few hundred kB.
+MAX_PICKLE_BYTES = 64 << 20
+#: Largest total of storage bytes in one checkpoint (ESRGAN-family models are < 100 MB).
+MAX_STORAGE_BYTES = 2 << 30
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+
+class CheckpointError(VsrError):
+    """A checkpoint that cannot be read: truncated, corrupt, or not a PyTorch file."""
+
+
+class UnsafeCheckpoint(CheckpointError):
+    """A checkpoint whose pickle names a callable outside the allow-list."""
+
+
+#: Storage classes by the name torch pickles them under, as numpy dtypes (little-endian).
+STORAGE_DTYPES: dict[str, np.dtype] = {
+    "FloatStorage": np.dtype("<f4"),
+    "HalfStorage": np.dtype("<f2"),
+    "BFloat16Storage": np.dtype("<u2"),  # no numpy bfloat16: upper halves of float32, widened below
+    "DoubleStorage": np.dtype("<f8"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    name: str
+
+    @property
+    def dtype(self) -> np.dtype:
+        return STORAGE_DTYPES[self.name]
+
+
+@dataclass
+class _Storage:
+    """A storage: its type, declared element count, and its elements once read."""
+
+    kind: _StorageType
+    numel: int
+    data: np.ndarray | None = None
+
+
+@dataclass
+class Tensor:
+    """A tensor as the checkpoint describes it; :meth:`numpy` copies it out of its storage."""
+
+    storage: _Storage
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def numpy(self) -> np.ndarray:
+        """The tensor as a contiguous array (float32 for any floating type)."""
+        data = self.storage.data
+        if data is None:
+            raise CheckpointError("tensor data missing (truncated file?)")
+        count = math.prod(self.shape)
+        if count:
+            last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
+            if last >= data.size or count > data.size:
+                raise CheckpointError(f"tensor of shape {self.shape} does not fit its storage of {data.size} elements")
+        view = np.lib.stride_tricks.as_strided(
+            data[self.offset :] if count else data[:0],
+            shape=self.shape,
+            strides=tuple(s * data.itemsize for s in self.stride),
+            writeable=False,
+        )
+        array = np.ascontiguousarray(view)
+        if self.storage.kind.name == "BFloat16Storage":
+            return (array.astype(np.uint32) << 16).view(np.float32)
+        return array.astype(np.float32) if array.dtype.kind == "f" else array
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> Tensor:
+    """``torch._utils._rebuild_tensor_v2``: a strided view into ``storage``."""
+    if not isinstance(storage, _Storage):
+        raise CheckpointError("tensor without a storage")
+    try:
+        shape = tuple(int(s) for s in size)
+        strides = tuple(int(s) for s in stride)
+        start = int(offset)
+    except (TypeError, ValueError):
+        raise CheckpointError("tensor with a malformed shape") from None
+    if len(shape) != len(strides) or start < 0 or min((*shape, *strides, 0)) < 0:
+        raise CheckpointError(f"tensor with a malformed shape {shape} / stride {strides}")
+    return Tensor(storage, start, shape, strides)
+
+
+def _rebuild_parameter(data: Any, *_: Any) -> Any:
+    """``torch._utils._rebuild_parameter``: a Parameter is its data."""
+    return data
+
+
+def _ordered_dict(*args: Any) -> dict[Any, Any]:
+    if args:  # pickle builds OrderedDicts empty, then sets their items
+        raise CheckpointError("unexpected OrderedDict arguments")
+    return collections.OrderedDict()
+
+
+def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode``: how protocol-2 pickles write ``bytes``."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise CheckpointError("unexpected _codecs.encode call")
+    return text.encode("latin1")
+
+
+def _numpy_dtype(name: Any, *_: Any) -> np.dtype:
+    dtype = np.dtype(name) if isinstance(name, str) and name.isalnum() else None
+    if dtype is None or dtype.kind not in "biuf":
+        raise UnsafeCheckpoint("numpy dtype that is not a plain number type")
+    return dtype
+
+
+def _numpy_scalar(dtype: Any, data: Any = b"") -> Any:
+    """A numpy scalar (an iteration counter, a learning rate) from its raw bytes."""
+    if not isinstance(dtype, np.dtype) or not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise CheckpointError("malformed numpy scalar")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+#: The only globals a checkpoint may name, mapped to what we build instead.
+SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Allow-listed globals; storages handed to ``on_storage(kind, key, numel)``."""
+
+    def __init__(self, file: BinaryIO, on_storage: Callable[[_StorageType, str, int], _Storage]) -> None:
+        super().__init__(file)
+        self._on_storage = on_storage
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = SAFE_GLOBALS.get((module, name))
+        if found is None:
+            raise UnsafeCheckpoint(
+                f"its pickle asks for {module}.{name}, which a weights file has no use for; "
+                "refusing to load it (vsr never runs code from model files)"
+            )
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage")):
+            raise CheckpointError("unexpected persistent id in the pickle (not a tensor storage)")
+        kind, key, _location, numel = pid[1:5]
+        if not isinstance(kind, _StorageType):
+            raise CheckpointError("storage of an unknown type")
+        if len(pid) > 5 and pid[5] is not None:
+            raise CheckpointError("storage views of the pre-1.0 format are not supported")
+        if not isinstance(numel, int) or numel < 0:
+            raise CheckpointError("storage with a malformed size")
+        return self._on_storage(kind, key.decode("ascii", "replace") if isinstance(key, bytes) else str(key), numel)
+
+
+def _prescan(file: io.BytesIO) -> None:
+    """Walk the next pickle's opcodes without building anything.
+
+    The C unpickler allocates a bytes object of the *declared* length before
+    reading it; walking the opcodes first refuses a length the file does not
+    hold, so a hostile header costs nothing.
+    """
+    start = file.tell()
+    try:
+        for _ in pickletools.genops(file):
+            pass
+    except (ValueError, EOFError, struct.error) as exc:
+        raise CheckpointError(f"corrupt or truncated pickle ({exc})") from None
+    finally:
+        file.seek(start)
+
+
+def _unpickle(file: io.BytesIO, on_storage: Callable[[_StorageType, str, int], _Storage]) -> Any:
+    _prescan(file)
+    try:
+        return _Unpickler(file, on_storage).load()
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"corrupt or truncated pickle ({type(exc).__name__}: {exc})") from None
+    except (RecursionError, MemoryError):
+        raise CheckpointError("pickle too deeply nested or too large to be a checkpoint") from None
+
+
+class _Budget:
+    """Running total of declared storage bytes, capped at :data:`MAX_STORAGE_BYTES`."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def spend(self, nbytes: int) -> None:
+        self.total += nbytes
+        if self.total > MAX_STORAGE_BYTES:
+            raise CheckpointError(f"declares over {MAX_STORAGE_BYTES >> 30} GiB of tensors; not an ESRGAN-family model")
+
+
+def _read_zip(fh: BinaryIO) -> Any:
+    try:
+        archive = zipfile.ZipFile(fh)
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"damaged or truncated zip checkpoint ({exc})") from None
+    for info in infos:
+        parts = info.filename.replace("\\", "/").split("/")
+        if info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise CheckpointError(f"zip member with an unsafe path {info.filename!r}; refusing the file")
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
+    if len(pickles) != 1:
+        raise CheckpointError("a zip file, but not a PyTorch checkpoint (no single <name>/data.pkl)")
+    prefix = pickles[0].filename[: -len("data.pkl")]
+    by_name = {i.filename: i for i in infos}
+    budget = _Budget()
+
+    def read(info: zipfile.ZipInfo) -> bytes:
+        try:
+            return archive.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise CheckpointError(f"damaged zip member {info.filename} ({exc})") from None
+
+    byteorder = "little"
+    if (order := by_name.get(prefix + "byteorder")) is not None and order.file_size < 16:
+        byteorder = read(order).decode("ascii", "replace").strip()
+    if byteorder not in ("little", "big"):
+        raise CheckpointError(f"unknown byte order {byteorder!r}")
+    storages: dict[str, _Storage] = {}
+
+    def on_storage(kind: _StorageType, key: str, numel: int) -> _Storage:
+        if key not in storages:
+            info = by_name.get(f"{prefix}data/{key}")
+            if info is None:
+                raise CheckpointError(f"storage {key} is missing from the archive (truncated file?)")
+            nbytes = numel * kind.dtype.itemsize
+            if info.file_size != nbytes:
+                raise CheckpointError(f"storage {key} declares {nbytes} bytes but holds {info.file_size}")
+            budget.spend(nbytes)
+            dtype = kind.dtype if byteorder == "little" else kind.dtype.newbyteorder(">")
+            storages[key] = _Storage(kind, numel, np.frombuffer(read(info), dtype=dtype).astype(kind.dtype))
+        return storages[key]
+
+    if pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{pickles[0].file_size} bytes of pickle is not a model checkpoint")
+    return _unpickle(io.BytesIO(read(pickles[0])), on_storage)
+
+
+def _read_legacy(fh: BinaryIO) -> Any:
+    """Pickles in a row (magic, protocol, system info, object, storage keys), then raw storages."""
+    size = fh.seek(0, io.SEEK_END)
+    fh.seek(0)
+    head = io.BytesIO(fh.read(min(size, MAX_PICKLE_BYTES)))
+
+    def no_storage(*_: Any) -> _Storage:
+        raise CheckpointError("storage outside the checkpoint's object")
+
+    if _unpickle(head, no_storage) != LEGACY_MAGIC:
+        raise CheckpointError("not a PyTorch checkpoint (a pickle without torch's magic number)")
+    if _unpickle(head, no_storage) != LEGACY_PROTOCOL:
+        raise CheckpointError("unsupported legacy PyTorch protocol version")
+    sys_info = _unpickle(head, no_storage)
+    if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
+        raise CheckpointError("big-endian legacy checkpoints are not supported")
+    storages: dict[str, _Storage] = {}
+
+    def on_storage(kind: _StorageType, key: str, numel: int) -> _Storage:
+        return storages.setdefault(key, _Storage(kind, numel))
+
+    obj = _unpickle(head, on_storage)  # tensors are read lazily: their data follows the pickles
+    keys = _unpickle(head, no_storage)
+    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
+        raise CheckpointError("its storage list does not match its tensors")
+    fh.seek(head.tell())
+    budget = _Budget()
+    for key in map(str, keys):
+        storage = storages[key]
+        nbytes = storage.numel * storage.kind.dtype.itemsize
+        count = fh.read(8)
+        if len(count) != 8 or struct.unpack("<q", count)[0] != storage.numel:
+            raise CheckpointError(f"file is truncated or corrupt (storage {key} header)")
+        if fh.tell() + nbytes > size:
+            raise CheckpointError(f"file is truncated (storage {key} needs {nbytes} bytes)")
+        budget.spend(nbytes)
+        storage.data = np.frombuffer(fh.read(nbytes), dtype=storage.kind.dtype)
+    return obj
+
+
+def read_checkpoint(path: Path) -> Any:
+    """The object a ``.pth`` file holds, with :class:`Tensor` for every tensor.
+
+    Raises:
+        UnsafeCheckpoint: the pickle names a callable outside the allow-list.
+        CheckpointError: anything else wrong with the file.
+    """
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+            fh.seek(0)
+            if magic[:2] == b"PK":
+                return _read_zip(fh)
+            if magic[:1] == b"\x80":
+                return _read_legacy(fh)
+    except OSError as exc:
+        raise VsrError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except CheckpointError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+    if not magic:
+        raise CheckpointError(f"{path}: file is empty")
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip nor a pickle)")
