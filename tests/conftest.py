@@ -83,18 +83,19 @@ def streams(path: Path) -> list[dict]:
     return ffprobe(path, "-show_streams")["streams"]
 
 
-def vsr_env() -> dict[str, str]:
+def vsr_env(**extra: str) -> dict[str, str]:
     """Environment for a ``vsr`` subprocess that can load the test plugin."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS / "plugins"), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(TESTS / "plugins"), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 def vsr_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vsr.cli.main", *args]
 
 
-def run_vsr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real ``vsr`` command in a subprocess, as a user would."""
-    return subprocess.run(vsr_command(*args), capture_output=True, text=True, cwd=cwd, env=vsr_env(), timeout=600)
+def run_vsr(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run the real ``vsr`` command in a subprocess, as a user would (``env``: extra variables)."""
+    return subprocess.run(vsr_command(*args), capture_output=True, text=True, cwd=cwd, env=vsr_env(**env), timeout=600)
 
 
 def decode_rgb(path: Path) -> list[np.ndarray]:

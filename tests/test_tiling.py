@@ -86,3 +86,23 @@ def test_real_weights_tiled_matches_untiled_on_a_photo():
     diff = np.abs(tiled - whole)
     assert diff.max() <= 2
     assert diff.mean() <= 0.05
+
+
+@pytest.mark.parametrize("multiple", [2, 4])
+def test_unshuffling_networks_get_padded_windows_and_cropped_output(multiple):
+    """A network that pixel-unshuffles and shuffles back is the identity: any tiling or padding
+    mistake (window sides not multiples, misplaced crops) shows as a changed pixel."""
+    import keras
+
+    from vsr.models.layers import PixelShuffle, PixelUnshuffle
+
+    inputs = keras.Input((None, None, 3))
+    net = keras.Model(inputs, PixelShuffle(multiple)(PixelUnshuffle(multiple)(inputs)))
+    net.input_multiple = multiple
+    frame = np.random.default_rng(0).integers(0, 256, (37, 43, 3), dtype=np.uint8)
+    for tile, pad in [(0, 0), (8, 3), (16, 5)]:
+        windows = plan_windows(40, 44, tile, pad, multiple)
+        assert all((w.win_y[1] - w.win_y[0]) % multiple == 0 == (w.win_x[1] - w.win_x[0]) % multiple for w in windows)
+        out = TiledUpscaler(net, 1, tile, pad, batch=3).upscale([frame, frame[:, :41]])
+        np.testing.assert_array_equal(out[0], frame)
+        np.testing.assert_array_equal(out[1], frame[:, :41])

@@ -250,6 +250,15 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
+def ncnn_pair(path: Path) -> tuple[Path, Path]:
+    """The ``.param`` and ``.bin`` of an ncnn model, given either."""
+    param, weights = path.with_suffix(".param"), path.with_suffix(".bin")
+    for needed in (param, weights):
+        if not needed.is_file():
+            raise VsrError(f"{needed}: missing (an ncnn model is a .param file and a .bin file side by side)")
+    return param, weights
+
+
 def convert_file(path: Path) -> tuple[ConvertedModel, str]:
     """Convert any supported model file; returns the model and its format name.
 
@@ -261,11 +270,7 @@ def convert_file(path: Path) -> tuple[ConvertedModel, str]:
 
     suffix = path.suffix.lower()
     if suffix in (".param", ".bin"):
-        param, weights = path.with_suffix(".param"), path.with_suffix(".bin")
-        for needed in (param, weights):
-            if not needed.is_file():
-                raise VsrError(f"{needed}: missing (an ncnn model is a .param file and a .bin file side by side)")
-        return convert_ncnn(param, weights), "ncnn"
+        return convert_ncnn(*ncnn_pair(path)), "ncnn"
     if suffix == ".safetensors":
         return convert_state_dict(read_safetensors(path), str(path)), "safetensors"
     return convert_state_dict(state_dict_of(read_checkpoint(path), str(path)), str(path)), "pytorch"

@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -41,6 +42,7 @@ from vsr.models.registry import ModelSpec
 from vsr.registry import Registry
 
 FORMAT_VERSION = 1
+log = logging.getLogger("vsr")
 
 
 def cache_dir() -> Path:
@@ -160,7 +162,9 @@ def default_name(path: Path) -> str:
 def source_digest(path: Path) -> str:
     """SHA-256 of a model file (for ncnn, of its ``.param`` and ``.bin`` together)."""
     if path.suffix.lower() in (".param", ".bin"):
-        parts = [sha256_file(path.with_suffix(s)) for s in (".param", ".bin")]
+        from vsr.models.checkpoint import ncnn_pair
+
+        parts = [sha256_file(p) for p in ncnn_pair(path)]
         return hashlib.sha256("".join(parts).encode()).hexdigest()
     return sha256_file(path)
 
@@ -255,6 +259,7 @@ def model_for_path(path: Path) -> ModelSpec:
     sidecar = _sidecar(name)
     if sidecar is None or not (models_dir() / f"{name}.npz").is_file():
         sidecar = import_model(path, name, replace=True, description=f"{path.name}, used by path")
+        log.info("imported %s into the model store as %s", path, name)
     return imported_spec(sidecar)
 
 
