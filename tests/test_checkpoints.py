@@ -271,3 +271,14 @@ def test_pickle_bombs_are_refused_in_bounded_time_and_memory(tmp_path):
 
     for case in (huge_storage, huge_view, huge_bytes, nested, legacy_huge):
         assert _bounded(case) < 10
+
+
+def test_numpy_scalars_load_but_cannot_touch_shared_state(tmp_path):
+    payload = pickle.dumps({"lr": np.float64(0.5), "iter": np.int64(7), "order": np.dtype(">f4")}, protocol=2)
+    loaded = read_checkpoint(_zip_checkpoint(tmp_path / "n.pth", payload))
+    assert loaded == {"lr": 0.5, "iter": 7, "order": np.dtype(">f4")}
+    assert np.dtype("f4").str == "<f4"  # numpy's shared dtype untouched
+    # BUILD (set an object's state) on an allow-listed function is refused
+    evil = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n}X\x0c\x00\x00\x00__defaults__Nsb."
+    with pytest.raises(UnsafeCheckpoint, match="sets the state of a function"):
+        read_checkpoint(_zip_checkpoint(tmp_path / "b.pth", evil))

@@ -41,7 +41,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -164,12 +164,14 @@ def _numpy_dtype(name: Any, *_: Any) -> np.dtype:
     dtype = np.dtype(name) if isinstance(name, str) and name.isalnum() else None
     if dtype is None or dtype.kind not in "biuf":
         raise UnsafeCheckpoint("numpy dtype that is not a plain number type")
-    return dtype
+    return dtype.newbyteorder("=")  # a copy, as numpy's own unpickling makes: BUILD then sets its byte order
 
 
 def _numpy_scalar(dtype: Any, data: Any = b"") -> Any:
     """A numpy scalar (an iteration counter, a learning rate) from its raw bytes."""
-    if not isinstance(dtype, np.dtype) or not isinstance(data, bytes) or len(data) != dtype.itemsize:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or dtype.hasobject or dtype.fields:
+        raise UnsafeCheckpoint("numpy scalar that is not a plain number")
+    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
         raise CheckpointError("malformed numpy scalar")
     return np.frombuffer(data, dtype=dtype)[0]
 
@@ -189,8 +191,17 @@ SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _Unpickler(pickle.Unpickler):
-    """Allow-listed globals; storages handed to ``on_storage(kind, key, numel)``."""
+class _Unpickler(pickle._Unpickler):
+    """Allow-listed globals; storages handed to ``on_storage(kind, key, numel)``.
+
+    The pure-Python unpickler, not the C one, so that ``BUILD`` (which sets an
+    object's state) can be limited to the dicts that really carry state in
+    checkpoints (``state_dict()._metadata``): a hostile pickle could otherwise
+    set attributes on our allow-listed functions or on numpy dtypes. Pickles in
+    checkpoints are small; the speed difference does not matter.
+    """
+
+    dispatch: ClassVar[dict[int, Callable[..., Any]]] = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file: BinaryIO, on_storage: Callable[[_StorageType, str, int], _Storage]) -> None:
         super().__init__(file)
@@ -204,6 +215,22 @@ class _Unpickler(pickle.Unpickler):
                 "refusing to load it (vsr never runs code from model files)"
             )
         return found
+
+    def load_build(self) -> None:
+        state, target = self.stack[-1], self.stack[-2] if len(self.stack) >= 2 else None
+        plain_dtype = (  # numpy pickles a dtype as dtype(name) + its byte order: allow exactly that
+            isinstance(target, np.dtype)
+            and isinstance(state, tuple)
+            and len(state) == 8
+            and state[1] in ("<", ">", "|", "=")
+            and state[2:5] == (None, None, None)
+        )
+        if not (isinstance(target, dict) or plain_dtype):
+            kind = type(target).__name__
+            raise UnsafeCheckpoint(f"its pickle sets the state of a {kind} object; refusing to load it")
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage")):
