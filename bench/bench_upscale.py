@@ -103,7 +103,7 @@ def vsr_e2e_fps(model: str, preset_name: str, clip: Path, out_dir: Path, warm: i
         preset,
         clip,
         out_dir / f"{model}.mkv",
-        overwrite=True,
+        force=True,
         on_frame=lambda n: marks.append(time.perf_counter()) if n == warm else None,
     )
     end = time.perf_counter()

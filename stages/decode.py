@@ -76,8 +76,28 @@ class PyAVDecoder(Stage):
             )
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        path = self.job.input
-        index = 0
+        job = self.job
+        resume = job.start_index > 0
+        for seek in (True, False) if resume and job.after_pts is not None else (False,):
+            for frame in self._decode(resume, seek):
+                if frame is _SEEK_MISSED:
+                    job.log.debug("decode: seeking landed after the resume point; scanning from the start")
+                    break
+                yield frame
+            else:
+                return
+
+    def _decode(self, resume: bool, seek: bool) -> Iterator[Any]:
+        """Frames from the start, or from the job's resume point (``start_index``, after ``after_pts``).
+
+        Seeking lands on a keyframe at or before the resume point; frames up to
+        it are decoded and dropped. Should the demuxer land after it (some
+        containers seek inexactly), :data:`_SEEK_MISSED` asks for a scan from
+        the start instead; streams without timestamps are always scanned, and
+        their frames counted.
+        """
+        path, job = self.job.input, self.job
+        index = job.start_index if seek else 0
         with open_input(path) as container:
             stream = video_stream(container, path)
             stream.thread_type = self.options.thread_type
@@ -88,6 +108,13 @@ class PyAVDecoder(Stage):
             declared = stream.frames
             packets = 0
             last_pts: int | None = None
+            if seek:
+                try:
+                    container.seek(job.after_pts, stream=stream, backward=True, any_frame=False)
+                except av.error.FFmpegError:  # not seekable: count frames from the start instead
+                    yield _SEEK_MISSED
+                    return
+            first = True
             try:
                 for packet in container.demux(stream):
                     if packet.size:
@@ -95,8 +122,18 @@ class PyAVDecoder(Stage):
                     for av_frame in packet.decode():
                         pts = av_frame.pts
                         if pts is None:
+                            if seek:  # timestamps needed to find the resume point: count frames instead
+                                yield _SEEK_MISSED
+                                return
                             pts = 0 if last_pts is None else last_pts + step
                         last_pts = pts
+                        if seek and first and pts > job.after_pts + step + step // 2:
+                            yield _SEEK_MISSED
+                            return
+                        first = False
+                        if resume and (pts <= job.after_pts if seek else index < job.start_index):
+                            index += 0 if seek else 1
+                            continue
                         yield self._to_frame(av_frame, pts, time_base, index)
                         index += 1
             except av.error.FFmpegError as exc:
@@ -106,7 +143,7 @@ class PyAVDecoder(Stage):
                 ) from None
             if index == 0:
                 raise VsrError(f"{path}: no frame could be decoded (truncated or corrupt file)")
-            self._check_complete(stream, declared, packets, last_pts, step, time_base, index)
+            self._check_complete(stream, 0 if seek else declared, packets, last_pts, step, time_base, index)
 
     def _check_complete(
         self, stream: Any, declared: int, packets: int, last_pts: int | None, step: int, tb: Fraction, index: int
@@ -136,6 +173,10 @@ class PyAVDecoder(Stage):
     def _to_frame(self, av_frame: Any, pts: int, time_base: Fraction, index: int) -> Frame:
         pixels, colour = to_rgb(av_frame)
         return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index)
+
+
+#: Yielded by :meth:`PyAVDecoder._decode` when a seek cannot be trusted.
+_SEEK_MISSED = object()
 
 
 def _frame_step(stream: Any, time_base: Fraction) -> int:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -14,12 +18,13 @@ import av.error
 import numpy as np
 
 from vsr.colour import output_colour, sws_matrix
-from vsr.errors import VsrError
+from vsr.errors import VsrError, WriteError
+from vsr.files import fsync_path
 from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
 from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
 from vsr.registry import StageRegister
-from vsr.stage import Stage
+from vsr.stage import Segment, Stage
 
 # Option names of the encoders whose rate control and speed we set by name.
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}
@@ -206,44 +211,41 @@ class PyAVEncoder(Stage):
         stream.options = codec_options
         return stream, colour
 
+    @property
+    def supports_segments(self) -> bool:
+        """Whether :mod:`vsr.run` may ask for resumable segments: an MP4 or QuickTime file must hold the codec."""
+        return _segment_suffix(self.options.codec) != ""
+
+    def _open_output(self, path: Path, first: Frame, options: dict[str, str] | None = None) -> _VideoOut:
+        try:
+            output = av.open(str(path), mode="w", options=options or {})
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            raise VsrError(f"{self.job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+        try:
+            stream, colour = self._open_video_stream(output, first)
+        except BaseException:
+            output.close()
+            raise
+        return _VideoOut(output, stream, colour, self.options.pix_fmt, first)
+
     def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        if self.job.segment_frames and self.job.work_dir is not None:
+            yield from self._write_segments(frames)
+            return
         iterator = iter(frames)
         first = next(iterator, None)
         if first is None:
             raise VsrError(f"{self.job.input}: no frame to encode")
-        try:
-            output = av.open(str(self.job.output), mode="w")
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise VsrError(f"{self.job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+        out = self._open_output(self.job.output, first)
         source = None
         try:
-            stream, colour = self._open_video_stream(output, first)
             remux = None
             if self.options.copy_streams:
-                source = open_input(self.job.input)
-                media = self.job.media
-                index = media.video_stream_index if media else video_stream(source, self.job.input).index
-                remux = _Remuxer(output, source, index, self.job.log)
-            src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
-            matrix = sws_matrix(colour.matrix)
-
-            def mux(packets: list[Any]) -> None:
-                for packet in packets:
-                    if remux is not None and packet.dts is not None:
-                        remux.pump(float(packet.dts * packet.time_base))
-                    output.mux(packet)
-
+                source, remux = self._remuxer(out.output)
             for frame in itertools.chain([first], iterator):
-                fmt = "rgb48le" if frame.pixels.dtype == np.uint16 else "rgb24"
-                if fmt != src_format or (frame.width, frame.height) != (stream.width, stream.height):
-                    raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")
-                vf = av.VideoFrame.from_ndarray(frame.pixels, format=fmt)
-                vf = vf.reformat(format=self.options.pix_fmt, dst_colorspace=matrix, dst_color_range=colour.range)
-                vf.pts = frame.pts
-                vf.time_base = frame.time_base
-                mux(stream.encode(vf))
+                _mux(out.output, out.encode(frame), remux)
                 yield frame
-            mux(stream.encode(None))
+            _mux(out.output, out.flush(), remux)
             if remux is not None:
                 remux.pump(None)
         except av.error.FFmpegError as exc:
@@ -251,10 +253,167 @@ class PyAVEncoder(Stage):
         finally:
             if source is not None:
                 source.close()
-            try:
-                output.close()
-            except av.error.FFmpegError as exc:
-                raise VsrError(f"{self.job.final_output}: cannot finish output ({ffmpeg_reason(exc)})") from None
+            self._close(out.output)
+
+    def _remuxer(self, output: Any) -> tuple[Any, _Remuxer]:
+        source = open_input(self.job.input)
+        media = self.job.media
+        index = media.video_stream_index if media else video_stream(source, self.job.input).index
+        return source, _Remuxer(output, source, index, self.job.log)
+
+    def _close(self, output: Any) -> None:
+        try:
+            output.close()
+        except av.error.FFmpegError as exc:
+            raise VsrError(f"{self.job.final_output}: cannot finish output ({ffmpeg_reason(exc)})") from None
+
+    def _write_segments(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        """Video only, one MP4/QuickTime file per segment, then :meth:`join`.
+
+        These containers keep each packet's pts and dts (B-frames' negative
+        dts included) relative to the segment's first dts, exactly; that first
+        dts itself goes into the :class:`Segment` record, since their edit
+        lists would round it to milliseconds. A segment is synced, renamed to
+        its final name and reported to ``job.on_segment`` once complete; an
+        unfinished one is deleted.
+        """
+        job = self.job
+        assert job.work_dir is not None
+        suffix = _segment_suffix(self.options.codec)
+        out: _VideoOut | None = None
+        partial = Path()
+        number = first_index = count = last_pts = 0
+        first_dts: int | None = None
+
+        def write(packets: list[Any]) -> None:
+            nonlocal first_dts
+            assert out is not None
+            for packet in packets:
+                if first_dts is None:
+                    first_dts = packet.dts if packet.dts is not None else packet.pts
+                out.output.mux(packet)
+
+        def finish() -> None:
+            assert out is not None and job.work_dir is not None
+            write(out.flush())
+            self._close(out.output)
+            final = job.work_dir / f"seg-{first_index:09d}{suffix}"  # by first frame: unique whatever N
+            fsync_path(partial)
+            os.replace(partial, final)
+            fsync_path(job.work_dir)
+            if job.on_segment is not None:
+                segment = Segment(number, final, first_index, count, last_pts, int(first_dts or 0), out.stream_tb)
+                job.on_segment(segment)
+
+        try:
+            for frame in frames:
+                if out is None or job.starts_segment(frame.index):
+                    if out is not None:
+                        finish()
+                    number, first_index, count, first_dts = frame.index // job.segment_frames, frame.index, 0, None
+                    partial = job.work_dir / f".seg-{first_index:09d}.partial{suffix}"
+                    out = self._open_output(partial, frame, {"use_editlist": "0"})
+                write(out.encode(frame))
+                count, last_pts = count + 1, frame.pts
+                yield frame
+            if out is not None:
+                finish()
+                out = None
+        except OSError as exc:  # PyAV's errno errors are OSErrors too: a full disk lands here
+            raise WriteError(f"{job.final_output}: cannot write segment: {exc.strerror or exc}") from None
+        except av.error.FFmpegError as exc:
+            raise VsrError(f"{job.final_output}: encoding failed ({ffmpeg_reason(exc)})") from None
+        finally:
+            if out is not None:  # interrupted or failed mid-segment: nothing of it is kept
+                with contextlib.suppress(av.error.FFmpegError, OSError):
+                    out.output.close()
+                partial.unlink(missing_ok=True)
+
+    def join(self, segments: list[Segment], output: Path) -> None:
+        """Mux the segments' video packets, at their original times, with the input's other streams."""
+        job = self.job
+        try:
+            container = av.open(str(output), mode="w")
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            raise VsrError(f"{job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+        source = None
+        try:
+            with av.open(str(segments[0].path)) as first:
+                template = first.streams.video[0]
+                # opaque: the codec parameters copied as they are (pixel format, colour, extradata), no
+                # codec context needed, so decoder-only codec names (libdav1d for AV1) do not matter
+                stream = container.add_stream_from_template(template, opaque=True)
+                stream.time_base = segments[0].time_base
+            remux = None
+            if self.options.copy_streams:
+                source, remux = self._remuxer(container)
+            for segment in segments:
+                with av.open(str(segment.path)) as reader:
+                    packets = [p for p in reader.demux(reader.streams.video[0]) if p.size]
+                    if not packets:
+                        raise VsrError(f"{segment.path}: empty segment")
+                    start = packets[0].dts if packets[0].dts is not None else packets[0].pts
+                    shift = round(Fraction(segment.first_dts) * segment.time_base / packets[0].time_base) - start
+                    for packet in packets:
+                        packet.pts = None if packet.pts is None else packet.pts + shift
+                        packet.dts = None if packet.dts is None else packet.dts + shift
+                        packet.stream = stream
+                    _mux(container, packets, remux)
+            if remux is not None:
+                remux.pump(None)
+        except OSError as exc:
+            raise WriteError(f"{job.final_output}: cannot write: {exc.strerror or exc}") from None
+        except av.error.FFmpegError as exc:
+            raise VsrError(f"{job.final_output}: joining the segments failed ({ffmpeg_reason(exc)})") from None
+        finally:
+            if source is not None:
+                source.close()
+            self._close(container)
+
+
+class _VideoOut:
+    """An output container with one video stream, and the RGB-to-YUV conversion into it."""
+
+    def __init__(self, output: Any, stream: Any, colour: Colour, pix_fmt: str, first: Frame) -> None:
+        self.output, self.stream, self.colour, self.pix_fmt = output, stream, colour, pix_fmt
+        self.stream_tb = first.time_base  # the encoder's packets come in the frames' time base
+        self.src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
+        self.matrix = sws_matrix(colour.matrix)
+
+    def encode(self, frame: Frame) -> list[Any]:
+        fmt = "rgb48le" if frame.pixels.dtype == np.uint16 else "rgb24"
+        if fmt != self.src_format or (frame.width, frame.height) != (self.stream.width, self.stream.height):
+            raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")
+        vf = av.VideoFrame.from_ndarray(frame.pixels, format=fmt)
+        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.colour.range)
+        vf.pts = frame.pts
+        vf.time_base = frame.time_base
+        return self.stream.encode(vf)
+
+    def flush(self) -> list[Any]:
+        return self.stream.encode(None)
+
+
+def _mux(output: Any, packets: list[Any], remux: _Remuxer | None) -> None:
+    """Mux video packets, copying the other streams' packets up to each one's time first."""
+    for packet in packets:
+        if remux is not None and packet.dts is not None:
+            remux.pump(float(packet.dts * packet.time_base))
+        output.mux(packet)
+
+
+@functools.cache
+def _segment_suffix(encoder: str) -> str:
+    """``.mp4`` or ``.mov``: a container for ``encoder``'s segments (MP4 first: QuickTime refuses AV1); ``""``: none."""
+    codec = av.Codec(encoder, "w").canonical_name
+    for fmt in ("mp4", "mov"):
+        container = av.open(io.BytesIO(), "w", format=fmt)
+        try:
+            if codec in container.supported_codecs:
+                return f".{fmt}"
+        finally:
+            container.close()
+    return ""
 
 
 @hookimpl

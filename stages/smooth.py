@@ -79,6 +79,7 @@ class TemporalSmoother(Stage):
                 or prev_out is None
                 or prev_in.shape != small.shape
                 or prev_out.shape != current.shape
+                or self.job.starts_segment(frame.index)  # resumable runs: segments stand alone
                 or content_change(prev_hsv, small_hsv) > opts.cut_threshold
             )
             if fresh or opts.strength == 0:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
-
 import av
 import numpy as np
 import pytest
 
-from conftest import TINY, decode_rgb, ffmpeg, ffprobe, run_vsr, streams, video_pts, vsr_command, vsr_env
+from conftest import TINY, decode_rgb, ffmpeg, ffprobe, run_vsr, streams, video_pts
 from vsr.plugins import load_registry
 from vsr.presets import resolve_preset
 from vsr.run import default_output, upscale_file
@@ -204,26 +200,6 @@ def test_subtitles_audio_tracks_and_attachments_are_copied(sample_clip, tmp_path
         ]
 
     assert len(sub_packets(out)) == 1 and sub_packets(out) == sub_packets(src)  # timing unchanged
-
-
-def test_interrupt_leaves_no_partial_file(media, tmp_path):
-    from vsr.sample import write_sample
-
-    long_clip = write_sample(media / "long.mp4", seconds=60, width=128, height=72, fps=12, audio=False)
-    out = tmp_path / "long.x4.mp4"
-    proc = subprocess.Popen(
-        vsr_command("upscale", str(long_clip), "-o", str(out), *TINY), stderr=subprocess.PIPE, text=True, env=vsr_env()
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".long.x4.partial") for p in tmp_path.iterdir()):
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.1)
-    assert any(p.name.startswith(".long.x4.partial") for p in tmp_path.iterdir()), "encoding never started"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

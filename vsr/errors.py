@@ -27,4 +27,11 @@ class Interrupted(VsrError):
     """SIGINT or SIGTERM: the run stops, partial output is removed, exit code 130."""
 
     def __init__(self, signal_name: str) -> None:
-        super().__init__(f"interrupted by {signal_name}; no partial output was kept", exit_code=130)
+        super().__init__(
+            f"interrupted by {signal_name}; nothing was written under the output's name (run again to resume)",
+            exit_code=130,
+        )
+
+
+class WriteError(VsrError):
+    """Writing the output failed (full disk, unwritable destination); the work done so far is kept."""

@@ -18,7 +18,7 @@ from vsr.frame import Frame
 from vsr.options import parse_options
 from vsr.presets import Preset
 from vsr.registry import Registry
-from vsr.stage import Job, Stage
+from vsr.stage import Job, MediaInfo, Stage
 
 _DONE = object()
 
@@ -99,6 +99,16 @@ class Pipeline:
     stages: list[Stage]
     queue_size: int = 4
 
+    @property
+    def scale(self) -> int:
+        """The upscaler's factor (4 when no stage says)."""
+        return next((s.scale for s in self.stages if isinstance(getattr(s, "scale", None), int)), 4)
+
+    def probe(self) -> MediaInfo | None:
+        """What the decoder learns about the input before the first frame."""
+        probe = getattr(self.stages[0], "probe", None)
+        return probe() if probe is not None else None
+
     def frames(self) -> Iterator[Frame]:
         """Run every stage; yields the frames the last stage emits."""
         stop = threading.Event()
@@ -116,19 +126,17 @@ class Pipeline:
                 close()
 
 
-def build_pipeline(registry: Registry, preset: Preset, job: Job) -> Pipeline:
-    """Validate every stage's options, probe the input, then build the stages.
+def build_pipeline(registry: Registry, preset: Preset, job: Job, *, probe: bool = True) -> Pipeline:
+    """Validate every stage's options, build the stages, and (unless ``probe=False``) probe the input.
 
-    The decoder probes before the other stages are built, so bad input fails
-    before a model is loaded or an output is created.
+    Building a stage opens nothing and loads no network (that happens when
+    frames arrive), so bad input still fails before a model is loaded or an
+    output is created.
     """
     choices = preset.choices()
     classes = [(c, registry.stage(c.role, c.stage)) for c in choices]
     options = [parse_options(cls.Options, c.options, f"{c.role} stage {c.stage!r}") for c, cls in classes]
-    stages: list[Stage] = []
-    for (choice, cls), opts in zip(classes, options, strict=True):
-        stage = cls(opts, job)
-        if choice.role == "decode":
-            job.media = stage.probe()
-        stages.append(stage)
-    return Pipeline(stages)
+    pipeline = Pipeline([cls(opts, job) for (_, cls), opts in zip(classes, options, strict=True)])
+    if probe:
+        job.media = pipeline.probe()
+    return pipeline

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +43,13 @@ class Job:
 
     ``output`` is where the encoder writes: a temporary path that the runner
     renames to ``final_output`` once the pipeline has finished.
+
+    Resumable runs (see :mod:`vsr.run`) also set ``segment_frames`` and
+    ``work_dir``: frames ``k * segment_frames`` start a new segment, which the
+    encoder writes as its own file in ``work_dir`` and reports through
+    ``on_segment``; smoothers start afresh there. ``start_index`` and ``after_pts`` tell the decoder where a resumed
+    run starts: at frame ``start_index``, the first with pts above
+    ``after_pts``.
     """
 
     input: Path
@@ -51,6 +58,28 @@ class Job:
     registry: Registry | None = None
     media: MediaInfo | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("vsr"))
+    segment_frames: int = 0
+    start_index: int = 0
+    after_pts: int | None = None
+    on_segment: Callable[[Segment], None] | None = None
+    work_dir: Path | None = None
+
+    def starts_segment(self, index: int) -> bool:
+        """Whether frame ``index`` is the first of a segment (a smoother's history ends there)."""
+        return self.segment_frames > 0 and index % self.segment_frames == 0
+
+
+@dataclass
+class Segment:
+    """A finished piece of a resumable run's video: frames ``first_index`` on, in ``path``."""
+
+    number: int
+    path: Path
+    first_index: int
+    frames: int
+    last_pts: int
+    first_dts: int = 0
+    time_base: Fraction = Fraction(1, 1)
 
 
 class Stage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import sys
@@ -12,34 +13,41 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from vsr.batch import Entry, Item, Report, plan, run_batch
+from vsr.errors import Interrupted, UsageError, VsrError
 from vsr.plugins import load_registry
 from vsr.presets import resolve_preset
-from vsr.run import upscale_file
+from vsr.run import SEGMENT_SECONDS, RunResult, fingerprint, upscale_file
 from vsr.stage import MediaInfo
 
 log = logging.getLogger("vsr")
 
 
 class _Reporter:
-    """Rich progress on a terminal; a few plain lines otherwise (cron mail, logs)."""
+    """Rich progress on a terminal; a few plain lines otherwise (cron mail, logs), or none (``quiet``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.tty = sys.stderr.isatty()
+        self.quiet = quiet
         self.progress: Progress | None = None
         self.task = None
         self.total: int | None = None
         self.next_report = 0.0
         self.start = 0.0
+        self.first = 0
 
-    def on_start(self, media: MediaInfo, output: Path) -> None:
+    def on_start(self, media: MediaInfo, output: Path, start_index: int) -> None:
         self.total = media.frames
+        self.first = start_index
         rate = f" @ {float(media.frame_rate):.3g} fps" if media.frame_rate and not media.is_image else ""
         frames = f", {media.frames} frames" if media.frames else ""
-        log.info("%dx%d %s%s%s -> %s", media.width, media.height, media.codec_name, rate, frames, output)
+        if not self.quiet:
+            log.info("%dx%d %s%s%s -> %s", media.width, media.height, media.codec_name, rate, frames, output)
         self.start = time.perf_counter()
+        self.next_report = 60.0
         if self.tty:
             self.progress = Progress(
-                TextColumn("upscaling"),
+                TextColumn(f"upscaling {output.name}" if self.quiet else "upscaling"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[fps]} fps"),
@@ -49,14 +57,14 @@ class _Reporter:
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task("upscale", total=self.total, fps="-")
+            self.task = self.progress.add_task("upscale", total=self.total, completed=start_index, fps="-")
 
     def on_frame(self, count: int) -> None:
         elapsed = time.perf_counter() - self.start
-        fps = count / elapsed if elapsed > 0 else 0.0
+        fps = (count - self.first) / elapsed if elapsed > 0 else 0.0
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=count, fps=f"{fps:.2f}")
-        elif elapsed >= self.next_report:
+        elif not self.quiet and elapsed >= self.next_report:
             self.next_report = elapsed + 60
             total = f"/{self.total}" if self.total else ""
             log.info("frame %d%s, %.2f fps", count, total, fps)
@@ -64,32 +72,68 @@ class _Reporter:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
+
+
+def _is_batch(inputs: list[str]) -> bool:
+    if len(inputs) != 1:
+        return True
+    path = Path(inputs[0]).expanduser()
+    return path.is_dir() or (not path.exists() and glob.has_magic(inputs[0]))
 
 
 def upscale(
-    input: Annotated[Path, typer.Argument(help="Video or image to upscale.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Videos or images, folders (scanned recursively), or quoted globs.", show_default=False),
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output file (default: INPUT.x4.EXT beside the input; x2 for a x2 model)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file for one input (default: INPUT.x4.EXT beside it); for several, a folder that "
+            "mirrors the inputs' tree.",
+        ),
     ] = None,
     preset: Annotated[
         str, typer.Option("--preset", "-p", help="Preset name (see `vsr presets`) or .toml path.")
     ] = "default",
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", "-s", help="Override a preset key: section.key=value, e.g. upscale.tile=128."),
-    ] = None,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="Model name (see `vsr models`) or a .pth/.safetensors/.param file."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a preset key: section.key=value, e.g. upscale.tile=128."),
+    ] = None,
     smooth: Annotated[
         bool | None,
         typer.Option("--smooth/--no-smooth", help="Temporal smoothing on or off (default: as the preset says)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", "--overwrite", help="Redo outputs that are done, and replace files in the way."),
+    ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Folder scans: only files matching this glob (repeatable), e.g. '*.mkv'."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a JSON report of every input's outcome here.")
+    ] = None,
+    segment: Annotated[
+        float,
+        typer.Option(help="Seconds of video per resumable segment: the most work a crash can cost.", min=0.05),
+    ] = SEGMENT_SECONDS,
 ) -> None:
-    """Upscale INPUT 4x with ESRGAN, keeping audio, subtitles, timestamps and colour."""
+    """Upscale videos and images with ESRGAN (4x by default): one file, or folders in batch.
+
+    Finished outputs are skipped, interrupted ones resume, overlapping runs share the work.
+    """
     registry = load_registry()
     overrides = list(set_ or [])
     if model is not None:
@@ -97,17 +141,68 @@ def upscale(
     if smooth is not None:
         overrides.insert(0, f"smooth.enabled={'true' if smooth else 'false'}")
     chosen = resolve_preset(registry, preset).with_overrides(overrides)
-    reporter = _Reporter()
+    fingerprint(registry, chosen)  # every option checked before any file is touched
+    batch = _is_batch(inputs)
+    quiet = batch and not logging.getLogger("vsr").isEnabledFor(logging.DEBUG)
+    job_log = logging.getLogger("vsr.job")
+    job_log.setLevel(logging.WARNING if quiet else logging.NOTSET)
+    reporter = _Reporter(quiet=quiet)
+    if output is not None and batch and output.exists() and not output.is_dir():
+        raise UsageError(f"{output}: with several inputs, -o must be a folder")
+    out_dir = output if batch or (output is not None and output.is_dir()) else None
+
+    def process(item: Item) -> RunResult:
+        try:
+            return upscale_file(
+                registry,
+                chosen,
+                item.input,
+                None if out_dir is not None else output,
+                output_dir=item.output_dir,
+                force=force,
+                segment_seconds=segment,
+                on_start=reporter.on_start,
+                on_frame=reporter.on_frame,
+                log=job_log,
+            )
+        finally:
+            reporter.close()
+
+    result_report = Report(chosen.name)
+    items, missing = plan(inputs, out_dir, include or [], exclude or [])
+    result_report.entries.extend(missing)
+    for entry in missing:
+        log.error("failed: %s", entry.error)
     try:
-        result = upscale_file(
-            registry,
-            chosen,
-            input,
-            output,
-            overwrite=overwrite,
-            on_start=reporter.on_start,
-            on_frame=reporter.on_frame,
+        if batch:
+            log.info("%d files to consider", len(items))
+            run_batch(items, result_report, process, log)
+        elif items:
+            result = process(items[0])
+            result_report.entries.append(Entry.of(result))
+            if result.status == "done":
+                log.info(
+                    "wrote %s: %d frames in %.1f s (%.2f fps)%s",
+                    result.output,
+                    result.frames,
+                    result.seconds,
+                    result.fps,
+                    f", resumed at frame {result.resumed_at}" if result.resumed_at else "",
+                )
+            else:
+                log.info("%s: %s (%s)", result.status, result.output, result.reason)
+    except VsrError as exc:
+        result_report.entries.append(
+            Entry(inputs[0], "interrupted" if isinstance(exc, Interrupted) else "failed", error=str(exc))
         )
+        result_report.interrupted = isinstance(exc, Interrupted)
+        raise
     finally:
-        reporter.close()
-    log.info("wrote %s: %d frames in %.1f s (%.2f fps)", result.output, result.frames, result.seconds, result.fps)
+        if report is not None:
+            result_report.write(report)
+    if batch:
+        counts = result_report.counts()
+        log.info("batch: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do")
+    code = result_report.exit_code()
+    if code:
+        raise typer.Exit(code)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vsr.errors import UsageError, VsrError
+from vsr.files import write_atomic
 from vsr.models.converted import ConvertedModel
 from vsr.models.registry import ModelSpec
 from vsr.registry import Registry
@@ -59,19 +60,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _pack(weights: dict[str, list[np.ndarray]]) -> bytes:
@@ -120,8 +108,9 @@ def _write_entry(name: str, converted: ConvertedModel, extra: dict[str, Any]) ->
     }
     root = models_dir()
     try:
-        _atomic_write(root / f"{name}.npz", data)
-        _atomic_write(root / f"{name}.json", json.dumps(sidecar, indent=2).encode())
+        root.mkdir(parents=True, exist_ok=True)
+        write_atomic(root / f"{name}.npz", data)
+        write_atomic(root / f"{name}.json", json.dumps(sidecar, indent=2).encode())
     except OSError as exc:
         raise VsrError(f"cannot write the model store in {root}: {exc.strerror or exc} (set VSR_CACHE_DIR)") from None
     return sidecar
