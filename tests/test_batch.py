@@ -273,3 +273,41 @@ def test_full_disk_is_a_clear_error_and_leaves_the_input(tmp_path, sample_clip):
     again = run_vsr("upscale", str(clip), *TINY, *SEG)  # space freed: finishes, from the kept segments if any
     assert again.returncode == 0, again.stderr
     assert len(video_pts(tmp_path / "in.x4.mp4")) == 12
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--preset", "nope"], "unknown preset"),
+        (["--set", "upscale.tiles=3"], "tiles"),
+        (["-o", "FILE"], "must be a folder"),
+    ],
+)
+def test_batch_usage_errors_touch_nothing(library, tmp_path, extra, needle):
+    (tmp_path / "file").write_text("x")
+    extra = [str(tmp_path / "file") if a == "FILE" else a for a in extra]
+    out = ["-o", str(tmp_path / "out")] if "-o" not in extra else []
+    result = run_vsr("upscale", str(library), *out, *TINY, *extra)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("error:") == 1 and needle in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_another_segment_length(tmp_path, media):
+    """Segments are named by their first frame, so changing --segment between runs loses nothing."""
+    from vsr.sample import write_sample
+
+    clip = write_sample(media / "reseg.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen(
+        vsr_command("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5"),
+        stderr=subprocess.PIPE,
+        text=True,
+        env=vsr_env(),
+    )
+    _wait_for_segments(tmp_path / ".vsr" / "o.mp4.work", proc, 2)
+    proc.kill()
+    proc.wait()
+    result = run_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "1.0")
+    assert result.returncode == 0 and "resuming at frame" in result.stderr, result.stderr
+    assert len(video_pts(out)) == 48 and video_pts(out) == video_pts(clip)
