@@ -186,6 +186,23 @@ def import_model(
     from vsr.models.checkpoint import convert_file
 
     name = name or default_name(path)
+    check_name(name, taken, replace)
+    _check_source(path)
+    digest = source_digest(path)
+    converted, source_format = convert_file(path)
+    return save_model(
+        name,
+        converted,
+        source_file=str(path.resolve()),
+        source_sha256=digest,
+        source_format=source_format,
+        description=description or f"imported from {path.name}",
+        licence=licence,
+    )
+
+
+def check_name(name: str, taken: set[str] | frozenset[str] = frozenset(), replace: bool = False) -> None:
+    """Refuse a store name that is malformed, a plugin's, or (without ``replace``) already imported."""
     if not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"invalid model name {name!r}: use lower-case letters, digits and . _ + - (64 at most)")
     if name in taken:
@@ -193,18 +210,28 @@ def import_model(
     existing = _sidecar(name)
     if existing is not None and not replace:
         raise UsageError(f"model {name!r} is already imported (from {existing.get('source_file')}); use --replace")
-    _check_source(path)
-    digest = source_digest(path)
-    converted, source_format = convert_file(path)
+
+
+def save_model(
+    name: str,
+    converted: ConvertedModel,
+    *,
+    source_file: str,
+    source_format: str,
+    description: str,
+    source_sha256: str = "",
+    licence: str = "",
+) -> dict[str, Any]:
+    """Put a converted (imported or trained) model into the store; returns its sidecar."""
     return _write_entry(
         name,
         converted,
         {
             "imported": True,
-            "source_file": str(path.resolve()),
-            "source_sha256": digest,
+            "source_file": source_file,
+            "source_sha256": source_sha256,
             "source_format": source_format,
-            "description": description or f"imported from {path.name}",
+            "description": description,
             "licence": licence or "unknown (user file)",
             "sources": {},
             "source_paths": [],

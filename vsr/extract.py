@@ -1,0 +1,142 @@
+"""``vsr extract``: training pairs from videos: ``hr/NAME.png`` and its x4 smaller ``lr/NAME.png``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from vsr.degrade import SCALE, Degradation, crop_to_multiple, degrade
+from vsr.errors import VsrError
+from vsr.files import write_atomic
+from vsr.media import ffmpeg_reason, open_input, to_rgb, video_stream
+
+
+@dataclass
+class ExtractOptions:
+    """Which frames become pairs, and how.
+
+    Attributes:
+        every: keep one frame in ``every`` (after the duplicate check).
+        max_per_video: stop after this many pairs per video (0: no limit).
+        min_change: skip a frame whose mean difference to the last kept one is below this (8-bit levels).
+        crop: HR crop side in pixels, a multiple of 4 (0: the whole frame); the position is random.
+        max_side: HR frames larger than this are cropped to it (0: no limit).
+        seed: seed of every random choice (crops, degradations).
+        degradation: what happens to the LR side.
+    """
+
+    every: int = 12
+    max_per_video: int = 0
+    min_change: float = 1.0
+    crop: int = 0
+    max_side: int = 0
+    seed: int = 0
+    degradation: Degradation = field(default_factory=Degradation)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """An 8-bit RGB PNG, written atomically."""
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+    ctx.time_base = Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    write_atomic(path, b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None)))
+
+
+def read_png(path: Path) -> np.ndarray:
+    """An image file as 8-bit RGB."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            return frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, StopIteration, OSError) as exc:
+        raise VsrError(f"{path}: cannot read image ({exc})") from None
+
+
+def _thumb(rgb: np.ndarray) -> np.ndarray:
+    """A small grey version for the near-duplicate test."""
+    grey = rgb.astype(np.float32).mean(axis=2)
+    step = max(1, min(grey.shape) // 32)
+    return grey[::step, ::step]
+
+
+def _crop(rgb: np.ndarray, opts: ExtractOptions, rng: np.random.Generator) -> np.ndarray:
+    side = opts.crop or opts.max_side
+    image = crop_to_multiple(rgb, SCALE)
+    if side:
+        side = side // SCALE * SCALE
+        h, w = min(side, image.shape[0]), min(side, image.shape[1])
+        y = int(rng.integers(0, image.shape[0] - h + 1)) // SCALE * SCALE
+        x = int(rng.integers(0, image.shape[1] - w + 1)) // SCALE * SCALE
+        image = image[y : y + h, x : x + w]
+    return image
+
+
+def extract(
+    videos: list[Path], out_dir: Path, opts: ExtractOptions, on_pair: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Write the pairs of every video into ``out_dir``; returns the manifest (also written as ``manifest.json``)."""
+    if opts.every < 1 or opts.crop % SCALE or opts.crop < 0 or opts.max_side < 0:
+        raise VsrError("every must be >= 1; crop a multiple of 4")
+    for sub in ("hr", "lr"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(opts.seed)
+    pairs: list[dict[str, Any]] = []
+    for video in videos:
+        kept = 0
+        last: np.ndarray | None = None
+        with open_input(video) as container:
+            stream = video_stream(container, video)
+            time_base = stream.time_base or Fraction(1, 25)
+            try:
+                for index, frame in enumerate(container.decode(stream)):
+                    if opts.max_per_video and kept >= opts.max_per_video:
+                        break
+                    if index % opts.every:
+                        continue
+                    rgb, _ = to_rgb(frame)
+                    if rgb.dtype != np.uint8:
+                        rgb = (rgb >> 8).astype(np.uint8)
+                    thumb = _thumb(rgb)
+                    if last is not None and last.shape == thumb.shape and np.abs(thumb - last).mean() < opts.min_change:
+                        continue  # nearly the same picture as the last pair: teaches nothing new
+                    hr = _crop(rgb, opts, rng)
+                    if min(hr.shape[:2]) < 4 * SCALE:
+                        raise VsrError(f"{video}: frames of {rgb.shape[1]}x{rgb.shape[0]} are too small for pairs")
+                    lr = degrade(hr, rng, opts.degradation)
+                    name = f"{video.stem}_{index:06d}.png"
+                    write_png(out_dir / "hr" / name, hr)
+                    write_png(out_dir / "lr" / name, lr)
+                    last = thumb
+                    kept += 1
+                    pairs.append(
+                        {
+                            "name": name,
+                            "source": str(video),
+                            "frame": index,
+                            "time": float(frame.pts * time_base) if frame.pts is not None else None,
+                            "hr_size": [hr.shape[1], hr.shape[0]],
+                            "lr_size": [lr.shape[1], lr.shape[0]],
+                        }
+                    )
+                    if on_pair is not None:
+                        on_pair(len(pairs))
+            except av.error.FFmpegError as exc:
+                raise VsrError(f"{video}: decoding failed ({ffmpeg_reason(exc)})") from None
+    manifest = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "scale": SCALE,
+        "options": {**asdict(opts)},
+        "pairs": pairs,
+    }
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return manifest

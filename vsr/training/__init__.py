@@ -1,0 +1,1 @@
+"""ESRGAN training: data, losses, discriminator and the training loop (TensorFlow backend)."""

@@ -1,0 +1,146 @@
+"""Training data: LR/HR pairs from a folder, as a ``tf.data`` pipeline that a resumed run replays exactly.
+
+Every random choice of batch ``step`` (which images, where to crop, flips
+and rotations, and for ``hr/``-only folders the degradation) is a stateless
+function of ``(seed, step)``. Resuming at step ``s`` therefore yields the very
+batches an uninterrupted run would have seen, with nothing to checkpoint but
+the step number. Images are sampled without replacement within an epoch (a
+stateless permutation per epoch).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsr.degrade import SCALE, Degradation, degrade
+from vsr.errors import VsrError
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's header (no decoding)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(24)
+    except OSError as exc:
+        raise VsrError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise VsrError(f"{path}: not a PNG image")
+    width, height = struct.unpack(">II", head[16:24])
+    return int(width), int(height)
+
+
+@dataclass
+class Pairs:
+    """The images of a training folder, split into training and validation."""
+
+    hr: list[Path]
+    lr: list[Path] | None
+    train: list[int]
+    val: list[int]
+
+
+def find_pairs(root: Path, patch: int, val_fraction: float, seed: int) -> Pairs:
+    """``root/hr/*.png`` and, if present, ``root/lr/*.png`` paired by name and checked to be 4:1."""
+    hr_dir, lr_dir = root / "hr", root / "lr"
+    if not hr_dir.is_dir():
+        raise VsrError(f"{root}: no hr/ folder (expected hr/ and lr/ as `vsr extract` writes them)")
+    hr = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() == ".png")
+    if not hr:
+        raise VsrError(f"{hr_dir}: no PNG images")
+    lr: list[Path] | None = None
+    if lr_dir.is_dir():
+        lr = []
+        for path in hr:
+            partner = lr_dir / path.name
+            if not partner.is_file():
+                raise VsrError(f"{partner}: missing (every hr/ image needs an lr/ image of the same name)")
+            (hw, hh), (lw, lh) = png_size(path), png_size(partner)
+            if (hw, hh) != (lw * SCALE, lh * SCALE):
+                raise VsrError(f"{path.name}: hr is {hw}x{hh} but lr is {lw}x{lh}; they must be exactly 4:1")
+            lr.append(partner)
+    for path in hr:
+        w, h = png_size(path)
+        if min(w, h) < patch:
+            raise VsrError(f"{path}: {w}x{h} is smaller than the {patch}-pixel training patch")
+    order = np.random.default_rng(seed).permutation(len(hr)).tolist()
+    n_val = min(len(hr) - 1, max(1, round(len(hr) * val_fraction))) if len(hr) > 1 and val_fraction > 0 else 0
+    return Pairs(hr, lr, sorted(order[n_val:]), sorted(order[:n_val]))
+
+
+def _degrade_fn(spec: Degradation, seed: int) -> Any:
+    def run(hr: np.ndarray, key: np.int64) -> np.ndarray:
+        return degrade(hr, np.random.default_rng([seed, int(key)]), spec)
+
+    return run
+
+
+def batches(pairs: Pairs, patch: int, batch: int, seed: int, start_step: int, spec: Degradation) -> Any:
+    """``(lr, hr)`` float32 batches in 0..1 for steps ``start_step``, ``start_step + 1``, ... (endless)."""
+    import tensorflow as tf
+
+    hr_paths = tf.constant([str(pairs.hr[i]) for i in pairs.train])
+    lr_paths = tf.constant([str(pairs.lr[i]) for i in pairs.train]) if pairs.lr else None
+    n = len(pairs.train)
+    small = patch // SCALE
+    degrade_fn = _degrade_fn(spec, seed)
+
+    def item(k: Any) -> tuple[Any, Any]:
+        epoch, pos = k // n, k % n
+        perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
+        index = perm[pos]
+        keys = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), k]), num=4)
+        hr = tf.io.decode_png(tf.io.read_file(hr_paths[index]), channels=3)
+        shape = tf.shape(hr)
+        ys = (shape[0] // SCALE - small) + 1
+        xs = (shape[1] // SCALE - small) + 1
+        y = tf.random.stateless_uniform([], keys[0], 0, ys, dtype=tf.int32)
+        x = tf.random.stateless_uniform([], keys[1], 0, xs, dtype=tf.int32)
+        hr_patch = hr[y * SCALE : y * SCALE + patch, x * SCALE : x * SCALE + patch]
+        if lr_paths is not None:
+            lr = tf.io.decode_png(tf.io.read_file(lr_paths[index]), channels=3)
+            lr_patch = lr[y : y + small, x : x + small]
+        else:
+            lr_patch = tf.numpy_function(degrade_fn, [hr_patch, k], tf.uint8)
+        lr_patch = tf.ensure_shape(lr_patch, (small, small, 3))
+        hr_patch = tf.ensure_shape(hr_patch, (patch, patch, 3))
+        # the same flips and quarter turns for both
+        turns = tf.random.stateless_uniform([], keys[2], 0, 4, dtype=tf.int32)
+        flip = tf.random.stateless_uniform([], keys[3], 0, 2, dtype=tf.int32)
+        pair = []
+        for image in (lr_patch, hr_patch):
+            image = tf.image.rot90(image, turns)
+            image = tf.cond(flip > 0, lambda im=image: tf.image.flip_left_right(im), lambda im=image: im)
+            pair.append(tf.cast(image, tf.float32) / 255.0)
+        return pair[0], pair[1]
+
+    first = start_step * batch
+    dataset = tf.data.Dataset.range(first, np.iinfo(np.int64).max)
+    dataset = dataset.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_set(pairs: Pairs, patch: int, seed: int, spec: Degradation, limit: int = 16) -> tuple[Any, Any]:
+    """Centre patches of the held-out images, as two float32 arrays (LR, HR) in 0..1; empty if none."""
+    from vsr.extract import read_png
+
+    lrs, hrs = [], []
+    for i in pairs.val[:limit]:
+        hr = read_png(pairs.hr[i])
+        y = (hr.shape[0] - patch) // 2 // SCALE * SCALE
+        x = (hr.shape[1] - patch) // 2 // SCALE * SCALE
+        hr_patch = hr[y : y + patch, x : x + patch]
+        if pairs.lr is not None:
+            lr = read_png(pairs.lr[i])
+            lr_patch = lr[y // SCALE : (y + patch) // SCALE, x // SCALE : (x + patch) // SCALE]
+        else:
+            lr_patch = degrade(hr_patch, np.random.default_rng([seed, -1 - i]), spec)
+        lrs.append(lr_patch)
+        hrs.append(hr_patch)
+    if not hrs:
+        return np.zeros((0, patch // SCALE, patch // SCALE, 3), np.float32), np.zeros((0, patch, patch, 3), np.float32)
+    return np.stack(lrs).astype(np.float32) / 255.0, np.stack(hrs).astype(np.float32) / 255.0
