@@ -215,3 +215,23 @@ def test_hr_only_folders_synthesise_lr_on_the_fly(pairs, tmp_path):
     assert first[0].shape == (2, 32, 32, 3) and first[1].shape == (2, 128, 128, 3)
     for a, b in zip(first, again, strict=True):  # the same step gives the same batch: resumable
         np.testing.assert_array_equal(a, b)
+
+
+def test_extract_per_scene_keeps_the_first_frames_of_each_scene(tmp_path):
+    import av
+
+    from vsr.extract import ExtractOptions, extract
+    from vsr.sample import cartoon_frame
+
+    clip = tmp_path / "cuts.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(30):
+            rgb = cartoon_frame(i, 64, 64, 12)
+            if 10 <= i < 20:  # a second scene: inverted colours
+                rgb = 255 - rgb
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    manifest = extract([clip], tmp_path / "p", ExtractOptions(every=1, per_scene=2, min_change=0))
+    assert [(p["frame"], p["scene"]) for p in manifest["pairs"]] == [(0, 0), (1, 0), (10, 1), (11, 1), (20, 2), (21, 2)]

@@ -18,6 +18,7 @@ from vsr.degrade import SCALE, Degradation, crop_to_multiple, degrade
 from vsr.errors import VsrError
 from vsr.files import write_atomic
 from vsr.media import ffmpeg_reason, open_input, to_rgb, video_stream
+from vsr.metrics import content_change, hsv
 
 
 @dataclass
@@ -27,6 +28,9 @@ class ExtractOptions:
     Attributes:
         every: keep one frame in ``every`` (after the duplicate check).
         max_per_video: stop after this many pairs per video (0: no limit).
+        per_scene: at most this many pairs per scene (0: no limit); cuts are found as the temporal
+            smoother finds them (mean HSV change above ``cut_threshold``, PySceneDetect's measure).
+        cut_threshold: the HSV change that starts a new scene.
         min_change: skip a frame whose mean difference to the last kept one is below this (8-bit levels).
         crop: HR crop side in pixels, a multiple of 4 (0: the whole frame); the position is random.
         max_side: HR frames larger than this are cropped to it (0: no limit).
@@ -36,6 +40,8 @@ class ExtractOptions:
 
     every: int = 12
     max_per_video: int = 0
+    per_scene: int = 0
+    cut_threshold: float = 27.0
     min_change: float = 1.0
     crop: int = 0
     max_side: int = 0
@@ -92,8 +98,9 @@ def extract(
     rng = np.random.default_rng(opts.seed)
     pairs: list[dict[str, Any]] = []
     for video in videos:
-        kept = 0
+        kept = scene = in_scene = 0
         last: np.ndarray | None = None
+        last_hsv: np.ndarray | None = None
         with open_input(video) as container:
             stream = video_stream(container, video)
             time_base = stream.time_base or Fraction(1, 25)
@@ -101,6 +108,17 @@ def extract(
                 for index, frame in enumerate(container.decode(stream)):
                     if opts.max_per_video and kept >= opts.max_per_video:
                         break
+                    if opts.per_scene:  # every frame is looked at (small), so no cut is missed
+                        width = min(64, frame.width)
+                        small = frame.to_ndarray(
+                            format="rgb24", width=width, height=max(2, frame.height * width // frame.width)
+                        )
+                        current = hsv(small)
+                        if last_hsv is not None and content_change(last_hsv, current) > opts.cut_threshold:
+                            scene, in_scene = scene + 1, 0
+                        last_hsv = current
+                        if in_scene >= opts.per_scene:
+                            continue
                     if index % opts.every:
                         continue
                     rgb, _ = to_rgb(frame)
@@ -118,11 +136,13 @@ def extract(
                     write_png(out_dir / "lr" / name, lr)
                     last = thumb
                     kept += 1
+                    in_scene += 1
                     pairs.append(
                         {
                             "name": name,
                             "source": str(video),
                             "frame": index,
+                            "scene": scene,
                             "time": float(frame.pts * time_base) if frame.pts is not None else None,
                             "hr_size": [hr.shape[1], hr.shape[0]],
                             "lr_size": [lr.shape[1], lr.shape[0]],

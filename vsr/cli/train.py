@@ -22,6 +22,7 @@ def extract(
     paths: Annotated[list[Path], typer.Argument(help="Videos, then the output folder (last).", show_default=False)],
     every: Annotated[int, typer.Option(help="Keep one frame in this many.", min=1)] = 12,
     max_per_video: Annotated[int, typer.Option(help="At most this many pairs per video (0: no limit).", min=0)] = 0,
+    per_scene: Annotated[int, typer.Option(help="At most this many pairs per scene (0: no limit).", min=0)] = 0,
     min_change: Annotated[
         float, typer.Option(help="Skip near-duplicates: mean change to the last pair, levels.")
     ] = 1.0,
@@ -43,7 +44,16 @@ def extract(
     *videos, out_dir = paths
     for video in videos:
         check_readable(video)
-    opts = ExtractOptions(every, max_per_video, min_change, crop, max_side, seed, Degradation(enabled=degrade))
+    opts = ExtractOptions(
+        every=every,
+        max_per_video=max_per_video,
+        per_scene=per_scene,
+        min_change=min_change,
+        crop=crop,
+        max_side=max_side,
+        seed=seed,
+        degradation=Degradation(enabled=degrade),
+    )
     with _Progress("pairs", None) as update:
         manifest = run_extract(videos, out_dir, opts, on_pair=lambda n: update(n, {}))
     log.info("wrote %d pairs to %s (manifest.json lists them)", len(manifest["pairs"]), out_dir)
