@@ -133,15 +133,7 @@ def test_concurrent_runs_share_the_work(tmp_path, sample_clip):
         (src / f"clip{i}.mp4").write_bytes(sample_clip.read_bytes())
     out = tmp_path / "out"
     args = ["upscale", str(src), "-o", str(out), *TINY, *SEG]
-    procs = [
-        subprocess.Popen(
-            vsr_command(*args, "--report", str(tmp_path / f"r{i}.json")),
-            stderr=subprocess.PIPE,
-            text=True,
-            env=vsr_env(),
-        )
-        for i in range(2)
-    ]
+    procs = [_spawn(*args, "--report", str(tmp_path / f"r{i}.json")) for i in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -177,6 +169,11 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     assert not (tmp_path / ".vsr").exists()
 
 
+def _spawn(*args: str) -> subprocess.Popen:
+    """``vsr ARGS`` in the background, stderr captured."""
+    return subprocess.Popen(vsr_command(*args), stderr=subprocess.PIPE, text=True, env=vsr_env())
+
+
 def _wait_for_segments(work: Path, proc: subprocess.Popen, count: int) -> None:
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -196,9 +193,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, media):
     assert run_vsr("upscale", str(clip), "-o", str(whole), *args).returncode == 0
 
     out = tmp_path / "resumed.mp4"
-    proc = subprocess.Popen(
-        vsr_command("upscale", str(clip), "-o", str(out), *args), stderr=subprocess.PIPE, text=True, env=vsr_env()
-    )
+    proc = _spawn("upscale", str(clip), "-o", str(out), *args)
     work = tmp_path / ".vsr" / "resumed.mp4.work"
     _wait_for_segments(work, proc, 2)
     proc.kill()  # SIGKILL: no cleanup at all
@@ -230,12 +225,7 @@ def test_sigterm_keeps_finished_segments_and_no_partial_output(tmp_path, media):
 
     clip = write_sample(media / "term.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
     out = tmp_path / "term.x4.mp4"
-    proc = subprocess.Popen(
-        vsr_command("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5"),
-        stderr=subprocess.PIPE,
-        text=True,
-        env=vsr_env(),
-    )
+    proc = _spawn("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
     work = tmp_path / ".vsr" / "term.x4.mp4.work"
     _wait_for_segments(work, proc, 1)
     proc.send_signal(signal.SIGTERM)
@@ -299,12 +289,7 @@ def test_resume_with_another_segment_length(tmp_path, media):
 
     clip = write_sample(media / "reseg.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
     out = tmp_path / "o.mp4"
-    proc = subprocess.Popen(
-        vsr_command("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5"),
-        stderr=subprocess.PIPE,
-        text=True,
-        env=vsr_env(),
-    )
+    proc = _spawn("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
     _wait_for_segments(tmp_path / ".vsr" / "o.mp4.work", proc, 2)
     proc.kill()
     proc.wait()

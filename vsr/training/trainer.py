@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -355,8 +354,3 @@ class Trainer:
         config = {"num_in_ch": 3, "num_out_ch": 3, **{k: int(v) for k, v in self.config.items()}}
         config.setdefault("scale", 4)
         return ConvertedModel("rrdbnet", config, weights)
-
-
-def steps_per_second(start: float, steps: int) -> float:
-    elapsed = time.perf_counter() - start
-    return steps / elapsed if elapsed > 0 else 0.0
