@@ -77,9 +77,8 @@ class PyAVDecoder(Stage):
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         job = self.job
-        resume = job.start_index > 0
-        for seek in (True, False) if resume and job.after_pts is not None else (False,):
-            for frame in self._decode(resume, seek):
+        for seek in (True, False) if job.start_index > 0 and job.after_pts is not None else (False,):
+            for frame in self._decode(seek):
                 if frame is _SEEK_MISSED:
                     job.log.debug("decode: seeking landed after the resume point; scanning from the start")
                     break
@@ -87,7 +86,7 @@ class PyAVDecoder(Stage):
             else:
                 return
 
-    def _decode(self, resume: bool, seek: bool) -> Iterator[Any]:
+    def _decode(self, seek: bool) -> Iterator[Any]:
         """Frames from the start, or from the job's resume point (``start_index``, after ``after_pts``).
 
         Seeking lands on a keyframe at or before the resume point; frames up to
@@ -131,8 +130,10 @@ class PyAVDecoder(Stage):
                             yield _SEEK_MISSED
                             return
                         first = False
-                        if resume and (pts <= job.after_pts if seek else index < job.start_index):
-                            index += 0 if seek else 1
+                        if seek and pts <= job.after_pts:  # done by an earlier run
+                            continue
+                        if not seek and index < job.start_index:  # the same, counted from the start
+                            index += 1
                             continue
                         yield self._to_frame(av_frame, pts, time_base, index)
                         index += 1

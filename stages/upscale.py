@@ -41,6 +41,10 @@ class UpscaleOptions:
         return None
 
 
+#: The last network built, by model and settings: later files of a batch skip loading and compiling it.
+_BUILT: dict[tuple[Any, ...], Any] = {}
+
+
 class ESRGANUpscaler(Stage):
     """Upscale frames with a Keras ESRGAN-family network (RRDBNet or SRVGGNetCompact)."""
 
@@ -59,6 +63,16 @@ class ESRGANUpscaler(Stage):
         self.scale = self.spec.scale
 
     def _build(self, deep_input: bool) -> Any:
+        """The tiled network for this job; a batch's files with the same settings share one."""
+        bits = self.options.output_bits or (16 if deep_input else 8)
+        opts = self.options
+        key = (self.spec.name, self.spec.sources, opts.precision, opts.tile, opts.tile_pad, opts.batch, bits)
+        if key not in _BUILT:
+            _BUILT.clear()  # one network at a time: a batch uses one model
+            _BUILT[key] = self._build_new(bits)
+        return _BUILT[key]
+
+    def _build_new(self, bits: int) -> Any:
         from vsr.backend import quiet_native_stderr
         from vsr.device import describe_device
         from vsr.inference import TiledUpscaler
@@ -69,7 +83,6 @@ class ESRGANUpscaler(Stage):
             converted, cached = load_converted(self.spec)
             network = build_network(converted, self.options.precision)
             device = describe_device()
-        bits = self.options.output_bits or (16 if deep_input else 8)
         self.job.log.info(
             "upscale: %s (%s %s, x%d) in %s on %s%s",
             self.spec.name,
