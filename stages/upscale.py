@@ -20,21 +20,21 @@ log = logging.getLogger("vsr")
 class UpscaleOptions:
     model: str = "realesr-animevideov3"
     """Registered model name (see ``vsr models``), or a path to a .pth/.safetensors/ncnn .param file."""
-    tile: int = 256
-    """Core tile size in input pixels; 0 runs whole frames (memory grows with frame size)."""
+    tile: int | Literal["auto"] = "auto"
+    """Core tile size in input pixels; "auto": the largest that fits the device's memory; 0: whole frames."""
     tile_pad: int = 48
     """Context pixels around each tile; 48 keeps tiled output within 1-2 levels of untiled."""
     batch: int = 1
     """Tiles (or small whole frames) per network call."""
-    precision: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Compute precision; bfloat16 needs avx512_bf16/AMX on CPU, float16 a GPU."""
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Compute precision; "auto": float16 on a GPU, bfloat16 on a CPU with avx512_bf16/AMX, else float32."""
     output_bits: Literal[0, 8, 16] = 0
     """Bits per channel of the upscaled frames: 0 keeps the input's (8, or 16 for deep sources)."""
 
     def validate(self) -> str | None:
-        if self.tile < 0 or self.tile_pad < 0:
+        if self.tile_pad < 0 or (self.tile != "auto" and self.tile < 0):
             return "tile and tile_pad must be >= 0"
-        if 0 < self.tile < 16:
+        if self.tile != "auto" and 0 < self.tile < 16:
             return "tile must be 0 (off) or at least 16"
         if self.batch < 1:
             return "batch must be >= 1"
@@ -75,32 +75,34 @@ class ESRGANUpscaler(Stage):
     def _build_new(self, bits: int) -> Any:
         from vsr.backend import quiet_native_stderr
         from vsr.device import describe_device
-        from vsr.inference import TiledUpscaler
-        from vsr.models.build import build_network
+        from vsr.inference import build_upscaler
         from vsr.models.store import load_converted
 
+        opts = self.options
         with quiet_native_stderr():  # TensorFlow's native start-up lines (see vsr.backend)
             converted, cached = load_converted(self.spec)
-            network = build_network(converted, self.options.precision)
             device = describe_device()
+            upscaler = build_upscaler(
+                converted,
+                precision=opts.precision,
+                tile=opts.tile,
+                pad=opts.tile_pad,
+                batch=opts.batch,
+                out_dtype="uint16" if bits == 16 else "uint8",
+            )
+        tiles = f"tiles of {upscaler.tile} px" if upscaler.tile else "whole frames"
         self.job.log.info(
-            "upscale: %s (%s %s, x%d) in %s on %s%s",
+            "upscale: %s (%s %s, x%d) in %s on %s, %s%s",
             self.spec.name,
             converted.arch,
             ",".join(f"{k}={v}" for k, v in converted.config.items() if k.startswith("num_") and "ch" not in k),
             self.spec.scale,
-            self.options.precision,
+            upscaler.precision + (" (auto)" if opts.precision == "auto" else ""),
             device,
+            tiles + (" (auto)" if opts.tile == "auto" else ""),
             "" if cached else " (weights converted and cached)",
         )
-        return TiledUpscaler(
-            network,
-            self.spec.scale,
-            self.options.tile,
-            self.options.tile_pad,
-            self.options.batch,
-            "uint16" if bits == 16 else "uint8",
-        )
+        return upscaler
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         from vsr.inference import group

@@ -106,3 +106,54 @@ def test_unshuffling_networks_get_padded_windows_and_cropped_output(multiple):
         out = TiledUpscaler(net, 1, tile, pad, batch=3).upscale([frame, frame[:, :41]])
         np.testing.assert_array_equal(out[0], frame)
         np.testing.assert_array_equal(out[1], frame[:, :41])
+
+
+def test_windows_are_the_longest_core_plus_context_not_a_full_tile():
+    # 1080p in 256 px tiles: 5 x 8 cores of 216 x 240; windows 312 x 336 rather than 352 x 352
+    windows = plan_windows(1080, 1920, 256, 48)
+    assert len(windows) == 40
+    assert {(w.win_y[1] - w.win_y[0], w.win_x[1] - w.win_x[0]) for w in windows} == {(312, 336)}
+
+
+def test_auto_tile_fits_the_budget():
+    from vsr.inference import auto_tile
+
+    per_px = 11_264
+    tile = auto_tile(per_px, 48, 1, 1 << 30)
+    assert tile % 8 == 0 and (tile + 96) ** 2 * per_px <= 1 << 30 < (tile + 8 + 96) ** 2 * per_px
+    assert auto_tile(per_px, 48, 4, 1 << 30) < tile  # a batch of windows shares the budget
+    assert auto_tile(per_px, 48, 1, 1 << 20) == 64  # never below 64 px
+    assert auto_tile(per_px, 10, 1, 1 << 30, multiple=4) % 8 == 0
+    assert auto_tile(1000, 10, 1, 1 << 30, multiple=16) % 16 == 0
+
+
+def test_activation_estimate_follows_the_architecture():
+    from vsr.inference import DEFAULT_BYTES_PER_PIXEL, activation_bytes_per_pixel
+    from vsr.models.rrdbnet import RRDBNet
+    from vsr.models.srvgg import SRVGGNetCompact
+
+    rrdb = activation_bytes_per_pixel(RRDBNet(num_block=1, num_feat=8, num_grow_ch=4))
+    assert rrdb == activation_bytes_per_pixel(RRDBNet(num_block=2, num_feat=8, num_grow_ch=4))  # depth is free
+    assert activation_bytes_per_pixel(RRDBNet(num_block=1, num_feat=8, num_grow_ch=4, scale=2)) == rrdb // 4
+    assert activation_bytes_per_pixel(SRVGGNetCompact(num_conv=1, num_feat=8)) < rrdb
+    assert activation_bytes_per_pixel(object()) == DEFAULT_BYTES_PER_PIXEL
+
+
+def test_auto_precision_per_device(monkeypatch):
+    from vsr import device
+
+    assert device.default_precision(gpu=True) == "float16"
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert device.default_precision(gpu=False) == "bfloat16"
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "fma"})
+    assert device.default_precision(gpu=False) == "float32"
+
+
+def test_cpu_memory_budget_is_a_capped_share(monkeypatch):
+    from vsr import device
+
+    monkeypatch.setattr(device, "has_gpu", lambda: False)
+    monkeypatch.setattr(device, "available_memory", lambda: 2 << 30)
+    assert device.memory_budget() == 512 << 20
+    monkeypatch.setattr(device, "available_memory", lambda: 64 << 30)
+    assert device.memory_budget() == device.CPU_BUDGET_CAP

@@ -51,24 +51,32 @@ def _window(core: tuple[int, int], length: int, size: int) -> tuple[int, int]:
     return start, start + size
 
 
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 def plan_windows(height: int, width: int, tile: int, pad: int, multiple: int = 1) -> list[Window]:
     """The tiles of a ``height`` x ``width`` frame; ``tile=0`` means one tile.
 
-    Window sides are multiples of ``multiple`` when the frame's sides are.
+    An axis is split into near-equal cores of at most ``tile``; its windows
+    are the longest core plus ``pad`` on each side, not ``tile + 2 * pad``,
+    so no work is spent on context that a smaller core does not need. All
+    windows of a frame have one shape. Window sides are multiples of
+    ``multiple`` when the frame's sides are.
     """
     if tile <= 0:
         return [Window((0, height), (0, width), (0, height), (0, width))]
-    size = -(-(tile + 2 * pad) // multiple) * multiple
+    limit = _ceil_to(tile + 2 * pad, multiple)
 
-    def parts(length: int) -> list[tuple[int, int]]:
+    def axis(length: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         # an axis that one window covers anyway is not split: splitting would only repeat work
-        return [(0, length)] if length <= size else _split(length, tile)
+        if length <= limit:
+            return [((0, length), (0, length))]
+        cores = _split(length, tile)
+        size = _ceil_to(max(b - a for a, b in cores) + 2 * pad, multiple)
+        return [(core, _window(core, length, size)) for core in cores]
 
-    windows = []
-    for cy in parts(height):
-        for cx in parts(width):
-            windows.append(Window(cy, cx, _window(cy, height, size), _window(cx, width, size)))
-    return windows
+    return [Window(cy, cx, wy, wx) for cy, wy in axis(height) for cx, wx in axis(width)]
 
 
 def _io_layers() -> tuple[type, type]:
@@ -107,10 +115,15 @@ class TiledUpscaler:
         pad: context pixels around each core.
         batch: windows per network call.
         out_dtype: ``uint8`` or ``uint16`` output pixels.
+        precision: the network's compute precision (informational).
     """
 
-    def __init__(self, network: Any, scale: int, tile: int, pad: int, batch: int, out_dtype: str = "uint8") -> None:
+    def __init__(
+        self, network: Any, scale: int, tile: int, pad: int, batch: int, out_dtype: str = "uint8", precision: str = ""
+    ) -> None:
         self.network = network
+        #: the network's compute precision, for reports
+        self.precision = precision
         self.scale = scale
         self.tile = tile
         self.pad = pad
@@ -192,3 +205,61 @@ def group(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+#: Peak activation bytes per window input pixel, per float32 output pixel-channel of the widest map,
+#: measured with ``ru_maxrss`` on the TensorFlow CPU backend (bench/README.md): RRDBNet keeps about
+#: 2.5 maps of ``num_feat`` channels alive at the output resolution, SRVGGNetCompact about 5 at the
+#: input resolution. Unknown networks get the RRDBNet x4 figure.
+DEFAULT_BYTES_PER_PIXEL = 11 * 1024
+
+
+def activation_bytes_per_pixel(network: Any) -> int:
+    """Estimated peak activation memory per input pixel of one window."""
+    feat = int(getattr(network, "num_feat", 64))
+    scale = int(getattr(network, "scale", 4))
+    name = type(network).__name__
+    if name == "RRDBNet":
+        return int(2.75 * feat * 4 * scale * scale)
+    if name == "SRVGGNetCompact":
+        return 5 * feat * 4 + 2 * 3 * 4 * scale * scale
+    return DEFAULT_BYTES_PER_PIXEL
+
+
+def auto_tile(bytes_per_pixel: int, pad: int, batch: int, budget: int, multiple: int = 1) -> int:
+    """The largest core tile whose batch of windows fits ``budget`` bytes of activations.
+
+    Larger windows waste less work on overlapping context, so the tile is as
+    large as memory allows; it is never below 64 px (context would then
+    dominate) and is a multiple of 8 (and of ``multiple``).
+    """
+    window = math.isqrt(max(budget, 0) // max(1, bytes_per_pixel * batch))
+    step = 8 * multiple // math.gcd(8, multiple)
+    return max(64, (window - 2 * pad) // step * step)
+
+
+def build_upscaler(
+    converted: Any,
+    *,
+    precision: str = "auto",
+    tile: int | str = "auto",
+    pad: int = 48,
+    batch: int = 1,
+    out_dtype: str = "uint8",
+) -> TiledUpscaler:
+    """A :class:`TiledUpscaler` for a converted model, with ``"auto"`` settings resolved for this device.
+
+    ``precision="auto"``: see :func:`vsr.device.default_precision`.
+    ``tile="auto"``: the largest tile whose batch of windows fits
+    :func:`vsr.device.memory_budget` (see :func:`auto_tile`).
+    """
+    from vsr.device import default_precision, has_gpu, memory_budget
+    from vsr.models.build import build_network
+
+    if precision == "auto":
+        precision = default_precision(has_gpu())
+    network = build_network(converted, precision)
+    if tile == "auto":
+        multiple = int(getattr(network, "input_multiple", 1))
+        tile = auto_tile(activation_bytes_per_pixel(network), pad, batch, memory_budget(), multiple)
+    return TiledUpscaler(network, converted.scale, int(tile), pad, batch, out_dtype, precision)
