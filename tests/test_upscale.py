@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, decode_rgb, ffmpeg, ffprobe, run_vsr, streams, video_pts
+from vsr.device import default_precision
 from vsr.plugins import load_registry
 from vsr.presets import resolve_preset
 from vsr.run import default_output, upscale_file
@@ -33,6 +34,8 @@ def test_sample_clip_keeps_frames_timestamps_audio_and_colour(sample_clip, tmp_p
     # the sample is tagged BT.601 (SD): the tags survive; range is limited
     assert v_out["color_space"] == "smpte170m" and v_out["color_range"] == "tv"
     assert "upscale: tiny-srvgg" in result.stderr and "on CPU" in result.stderr
+    # precision and tile default to "auto", resolved for this machine and named in the log
+    assert f"in {default_precision(gpu=False)} (auto)" in result.stderr and " px (auto)" in result.stderr
     assert all(line.startswith("vsr: ") for line in result.stderr.splitlines()), result.stderr  # no TF chatter
 
 

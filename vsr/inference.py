@@ -207,10 +207,10 @@ def group(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-#: Peak activation bytes per window input pixel, per float32 output pixel-channel of the widest map,
-#: measured with ``ru_maxrss`` on the TensorFlow CPU backend (bench/README.md): RRDBNet keeps about
-#: 2.5 maps of ``num_feat`` channels alive at the output resolution, SRVGGNetCompact about 5 at the
-#: input resolution. Unknown networks get the RRDBNet x4 figure.
+#: Peak activation bytes per window input pixel for networks vsr does not know (the RRDBNet x4
+#: figure). The known ones are estimated from peak RSS measured on the TensorFlow CPU backend
+#: (bench/README.md): RRDBNet keeps about 2.5 float32 maps of ``num_feat`` channels alive at the
+#: output resolution (its x4 tail), SRVGGNetCompact about 5 at the input resolution.
 DEFAULT_BYTES_PER_PIXEL = 11 * 1024
 
 
