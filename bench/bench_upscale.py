@@ -151,11 +151,14 @@ def main() -> None:
             preset, stem = MODELS[model]
             n = ncnn_fps(stem, frames, args.threads, args.rounds)
             print(f"... {model}: ncnn {n:.3f} fps", flush=True)
+            # the quality columns compare with float32's output, run first whatever the order asked for
+            precisions = sorted(args.precisions, key=lambda p: p != "float32")
             reference = None
-            for precision in args.precisions:
+            for precision in precisions:
                 up = make_upscaler(model, preset, precision)
                 m, out = vsr_model_fps(up, frames, args.rounds)
-                reference = out if reference is None else reference
+                if precision == "float32":
+                    reference = out
                 warm = up.frames_per_call(args.height, args.width)
                 del up
                 # long enough that the pipeline's fixed costs (encoder flush, remux, rename) do not dominate
@@ -169,7 +172,7 @@ def main() -> None:
                     audio=True,
                 )
                 e = vsr_e2e_fps(model, preset, precision, clip, Path(tmp), warm)
-                psnr, worst = quality(out, reference)
+                psnr, worst = quality(out, reference) if reference is not None else (math.nan, -1)
                 rows.append((model, precision, n, m, e, psnr, worst))
                 print(f"... {model} {precision}: vsr model {m:.3f} fps, end-to-end {e:.3f} fps", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
