@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 
+
+@functools.cache
 def describe_device() -> str:
-    """E.g. ``"GPU (NVIDIA H100 80GB HBM3) via tensorflow"`` or ``"CPU via tensorflow"``."""
+    """E.g. ``"GPU (NVIDIA H100 80GB HBM3) via tensorflow"`` or ``"CPU via tensorflow"``; asked once per process."""
     import keras
 
     backend = keras.backend.backend()
@@ -72,13 +75,13 @@ def available_memory() -> int:
     """Bytes of memory the upscaler may plan with on the device it runs on."""
     import keras
 
-    if has_gpu() and keras.backend.backend() == "jax":
-        import jax
-
-        stats = jax.devices()[0].memory_stats() or {}
-        if "bytes_limit" in stats:
-            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     if has_gpu():
+        if keras.backend.backend() == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats() or {}
+            if "bytes_limit" in stats:
+                return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
         return 8 << 30  # no portable query under TensorFlow or torch: assume a modest card
     try:
         with open("/proc/meminfo", encoding="ascii") as info:

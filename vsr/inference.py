@@ -216,13 +216,13 @@ DEFAULT_BYTES_PER_PIXEL = 11 * 1024
 
 def activation_bytes_per_pixel(network: Any) -> int:
     """Estimated peak activation memory per input pixel of one window."""
-    feat = int(getattr(network, "num_feat", 64))
-    scale = int(getattr(network, "scale", 4))
-    name = type(network).__name__
-    if name == "RRDBNet":
-        return int(2.75 * feat * 4 * scale * scale)
-    if name == "SRVGGNetCompact":
-        return 5 * feat * 4 + 2 * 3 * 4 * scale * scale
+    from vsr.models.rrdbnet import RRDBNet
+    from vsr.models.srvgg import SRVGGNetCompact
+
+    if isinstance(network, RRDBNet):
+        return int(2.75 * network.num_feat * 4 * network.scale**2)
+    if isinstance(network, SRVGGNetCompact):
+        return 5 * network.num_feat * 4 + 2 * 3 * 4 * network.scale**2
     return DEFAULT_BYTES_PER_PIXEL
 
 
