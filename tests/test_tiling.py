@@ -153,7 +153,7 @@ def test_cpu_memory_budget_is_a_capped_share(monkeypatch):
     from vsr import device
 
     monkeypatch.setattr(device, "has_gpu", lambda: False)
-    monkeypatch.setattr(device, "available_memory", lambda: 2 << 30)
+    monkeypatch.setattr(device, "device_memory", lambda: 2 << 30)
     assert device.memory_budget() == 512 << 20
-    monkeypatch.setattr(device, "available_memory", lambda: 64 << 30)
+    monkeypatch.setattr(device, "device_memory", lambda: 64 << 30)
     assert device.memory_budget() == device.CPU_BUDGET_CAP

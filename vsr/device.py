@@ -71,8 +71,13 @@ def default_precision(gpu: bool | None = None) -> str:
     return "bfloat16" if cpu_flags() & BF16_CPU_FLAGS else "float32"
 
 
-def available_memory() -> int:
-    """Bytes of memory the upscaler may plan with on the device it runs on."""
+def device_memory() -> int:
+    """Bytes of memory on the device the upscaler runs on: the card's limit, or the machine's RAM.
+
+    Totals, not what is free right now, so that automatic tiling (and with it
+    the output) is the same on every run on a machine: a resumed file's
+    segments must match the ones written before.
+    """
     import keras
 
     if has_gpu():
@@ -81,28 +86,28 @@ def available_memory() -> int:
 
             stats = jax.devices()[0].memory_stats() or {}
             if "bytes_limit" in stats:
-                return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+                return int(stats["bytes_limit"])
         return 8 << 30  # no portable query under TensorFlow or torch: assume a modest card
     try:
         with open("/proc/meminfo", encoding="ascii") as info:
             for line in info:
-                if line.startswith("MemAvailable:"):
+                if line.startswith("MemTotal:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 4 << 30
 
 
-#: On a CPU, activations may take this share of the available memory, and at most CPU_BUDGET_CAP bytes:
+#: On a CPU, activations may take this share of the RAM, and at most CPU_BUDGET_CAP bytes:
 #: past ~500 px windows the overlap saved is small, and the rest of the machine keeps its memory.
 CPU_BUDGET_SHARE = 0.25
 CPU_BUDGET_CAP = 5 << 28  # 1.25 GiB
-#: On a GPU the model is alone on the card: half of its free memory.
+#: On a GPU the model is alone on the card: half of its memory.
 GPU_BUDGET_SHARE = 0.5
 
 
 def memory_budget() -> int:
     """Bytes of activations that automatic tiling plans for."""
     if has_gpu():
-        return int(available_memory() * GPU_BUDGET_SHARE)
-    return min(int(available_memory() * CPU_BUDGET_SHARE), CPU_BUDGET_CAP)
+        return int(device_memory() * GPU_BUDGET_SHARE)
+    return min(int(device_memory() * CPU_BUDGET_SHARE), CPU_BUDGET_CAP)
