@@ -100,11 +100,10 @@ def main() -> None:
             f"tiles of {tiles.group(1) if tiles else '?'}"
         )
         from vsr.inference import plan_windows
-        from vsr.plugins import load_registry
-        from vsr.presets import resolve_preset
 
         size = int(tiles.group(1).split()[0]) if tiles and tiles.group(1)[0].isdigit() else 0
-        pad = resolve_preset(load_registry(), args.preset).tables["upscale"]["tile_pad"]
+        context = re.search(r"context (\d+) px", run.stderr)
+        pad = int(context.group(1)) if context else 0
         w = plan_windows(args.height, args.width, size, pad)[0]
         wh, ww = w.win_y[1] - w.win_y[0], w.win_x[1] - w.win_x[0]
         one = subprocess.run(

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vsr.inference import TiledUpscaler, build_upscaler
 from vsr.models.store import load_converted
+from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.presets import resolve_preset
 from vsr.run import upscale_file
 from vsr.sample import cartoon_frame, write_sample
 
@@ -72,19 +72,17 @@ def ncnn_fps(stem: str, frames: list[np.ndarray], threads: int, rounds: int) -> 
     return best_rate(lambda: [run(f) for f in frames], len(frames), rounds)
 
 
-def _upscale_opts(preset_name: str) -> dict:
-    return resolve_preset(load_registry(), preset_name).tables["upscale"]
-
-
 def make_upscaler(model: str, preset_name: str, precision: str) -> TiledUpscaler:
     """The tiled network exactly as ``vsr upscale --preset PRESET`` builds it, in ``precision``."""
-    opts = _upscale_opts(preset_name)
+    upscale = plan_run(load_registry(), preset_name, model=model).stage("upscale")
+    assert upscale is not None
+    opts = upscale.options
     return build_upscaler(
-        load_converted(load_registry().model(model))[0],
+        load_converted(upscale.prepared.resource)[0],
         precision=precision,
-        tile=opts.get("tile", "auto"),
-        pad=opts.get("tile_pad", 48),
-        batch=opts.get("batch", 1),
+        tile=opts.tile,
+        pad=opts.tile_pad,
+        batch=opts.batch,
     )
 
 
@@ -108,14 +106,10 @@ def vsr_e2e_fps(model: str, preset_name: str, precision: str, clip: Path, out_di
     The first network call (``warm`` frames) includes building and compiling the
     graph, which the model-only figure leaves out too.
     """
-    registry = load_registry()
-    preset = resolve_preset(registry, preset_name).with_overrides(
-        [f"upscale.model={model}", f"upscale.precision={precision}"]
-    )
+    plan = plan_run(load_registry(), preset_name, model=model, overrides=[f"upscale.precision={precision}"])
     marks: list[float] = []
     result = upscale_file(
-        registry,
-        preset,
+        plan,
         clip,
         out_dir / f"{model}.mkv",
         force=True,

@@ -7,7 +7,7 @@ import functools
 import io
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -19,12 +19,13 @@ import numpy as np
 
 from vsr.colour import output_colour, sws_matrix
 from vsr.errors import VsrError, WriteError
-from vsr.files import fsync_path
 from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
 from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
 from vsr.registry import StageRegister
-from vsr.stage import Segment, Stage
+from vsr.remux import Remuxer, mux
+from vsr.segments import Segment, SegmentedEncoder, SegmentTiming, SegmentWriter
+from vsr.stage import Stage
 
 # Option names of the encoders whose rate control and speed we set by name.
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}
@@ -78,73 +79,22 @@ class EncodeOptions:
         return None
 
 
-class _Remuxer:
-    """Copies the input's other streams into the output, interleaved by time."""
+@contextlib.contextmanager
+def _writing(output: Path, what: str) -> Iterator[None]:
+    """FFmpeg's failures as one line: the destination's (a full disk) as WriteError, the rest as VsrError.
 
-    def __init__(self, output: Any, source: Any, video_index: int, log: Any) -> None:
-        self.output = output
-        self.source = source
-        self.map: dict[int, Any] = {}
-        supported = output.supported_codecs
-        for stream in source.streams:
-            if stream.index == video_index or stream.type == "attachment":
-                continue
-            if stream.type not in ("audio", "subtitle"):
-                log.warning(
-                    "not copying %s stream #%d: only audio, subtitles and attachments are copied",
-                    stream.type,
-                    stream.index,
-                )
-                continue
-            name = stream.codec_context.name if stream.codec_context else None
-            if name not in supported:
-                log.warning(
-                    "not copying %s stream #%d (%s): the output container cannot hold it",
-                    stream.type,
-                    stream.index,
-                    name,
-                )
-                continue
-            self.map[stream.index] = output.add_stream_from_template(stream)
-        self._copy_attachments(log)
-        self.packets = source.demux(*[source.streams[i] for i in self.map]) if self.map else iter(())
-        self.pending: Any = None
-
-    def _copy_attachments(self, log: Any) -> None:
-        attachments = list(getattr(self.source.streams, "attachments", ()))
-        if not attachments:
-            return
-        if "matroska" not in self.output.format.name:
-            log.warning("not copying %d attachment(s): only Matroska outputs hold attachments", len(attachments))
-            return
-        for att in attachments:
-            self.output.add_attachment(att.name, att.mimetype, bytes(att.data))
-
-    def _next(self) -> Any:
-        for packet in self.packets:
-            if packet.size == 0:  # the demuxer's flushing packets
-                continue
-            return packet
-        return None
-
-    def pump(self, until: float | None) -> None:
-        """Mux copied packets up to time ``until`` (seconds; None: all)."""
-        while True:
-            if self.pending is None:
-                self.pending = self._next()
-                if self.pending is None:
-                    return
-            packet = self.pending
-            ts = packet.dts if packet.dts is not None else packet.pts
-            if until is not None and ts is not None and float(ts * packet.time_base) > until:
-                return
-            packet.stream = self.map[packet.stream.index]
-            self.output.mux(packet)
-            self.pending = None
+    PyAV's errno errors are OSErrors too, so a full disk lands in the first branch.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise WriteError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    except av.error.FFmpegError as exc:
+        raise VsrError(f"{output}: {what} failed ({ffmpeg_reason(exc)})") from None
 
 
-class PyAVEncoder(Stage):
-    """Encode with FFmpeg (PyAV): source timestamps, colour tags, streams copied."""
+class PyAVEncoder(Stage, SegmentedEncoder):
+    """Encode with FFmpeg (PyAV): source timestamps, colour tags, streams copied; resumable segments."""
 
     name = "pyav"
     description = "FFmpeg encoder (PyAV): x264/x265/SVT-AV1/any encoder, keeps timestamps, audio and subtitles"
@@ -211,16 +161,22 @@ class PyAVEncoder(Stage):
         stream.options = codec_options
         return stream, colour
 
-    @property
-    def supports_segments(self) -> bool:
-        """Whether :mod:`vsr.run` may ask for resumable segments: an MP4 or QuickTime file must hold the codec."""
-        return _segment_suffix(self.options.codec) != ""
-
-    def _open_output(self, path: Path, first: Frame, options: dict[str, str] | None = None) -> _VideoOut:
+    def _create(self, path: Path, options: dict[str, str] | None = None) -> Any:
+        """An output container at ``path``; final outputs (not segments) get ``job.metadata`` as tags."""
+        final = path == self.job.output
+        options = dict(options or {})
+        if final and self.job.metadata and path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            options["movflags"] = "use_metadata_tags"  # MP4/QuickTime keep only known keys otherwise
         try:
-            output = av.open(str(path), mode="w", options=options or {})
+            output = av.open(str(path), mode="w", options=options)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             raise VsrError(f"{self.job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+        if final:
+            output.metadata.update(self.job.metadata)
+        return output
+
+    def _open_output(self, path: Path, first: Frame, options: dict[str, str] | None = None) -> _VideoOut:
+        output = self._create(path, options)
         try:
             stream, colour = self._open_video_stream(output, first)
         except BaseException:
@@ -229,9 +185,6 @@ class PyAVEncoder(Stage):
         return _VideoOut(output, stream, colour, self.options.pix_fmt, first)
 
     def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        if self.job.segment_frames and self.job.work_dir is not None:
-            yield from self._write_segments(frames)
-            return
         iterator = iter(frames)
         first = next(iterator, None)
         if first is None:
@@ -239,27 +192,26 @@ class PyAVEncoder(Stage):
         out = self._open_output(self.job.output, first)
         source = None
         try:
-            remux = None
-            if self.options.copy_streams:
-                source, remux = self._remuxer(out.output)
-            for frame in itertools.chain([first], iterator):
-                _mux(out.output, out.encode(frame), remux)
-                yield frame
-            _mux(out.output, out.flush(), remux)
-            if remux is not None:
-                remux.pump(None)
-        except av.error.FFmpegError as exc:
-            raise VsrError(f"{self.job.final_output}: encoding failed ({ffmpeg_reason(exc)})") from None
+            with _writing(self.job.final_output, "encoding"):
+                remux = None
+                if self.options.copy_streams:
+                    source, remux = self._remuxer(out.output)
+                for frame in itertools.chain([first], iterator):
+                    mux(out.output, out.encode(frame), remux)
+                    yield frame
+                mux(out.output, out.flush(), remux)
+                if remux is not None:
+                    remux.pump(None)
         finally:
             if source is not None:
                 source.close()
             self._close(out.output)
 
-    def _remuxer(self, output: Any) -> tuple[Any, _Remuxer]:
+    def _remuxer(self, output: Any) -> tuple[Any, Remuxer]:
         source = open_input(self.job.input)
         media = self.job.media
         index = media.video_stream_index if media else video_stream(source, self.job.input).index
-        return source, _Remuxer(output, source, index, self.job.log)
+        return source, Remuxer(output, source, index, self.job.log)
 
     def _close(self, output: Any) -> None:
         try:
@@ -267,108 +219,84 @@ class PyAVEncoder(Stage):
         except av.error.FFmpegError as exc:
             raise VsrError(f"{self.job.final_output}: cannot finish output ({ffmpeg_reason(exc)})") from None
 
-    def _write_segments(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        """Video only, one MP4/QuickTime file per segment, then :meth:`join`.
+    # === Segments (vsr.segments.SegmentedEncoder) ===
 
-        These containers keep each packet's pts and dts (B-frames' negative
-        dts included) relative to the segment's first dts, exactly; that first
-        dts itself goes into the :class:`Segment` record, since their edit
-        lists would round it to milliseconds. A segment is synced, renamed to
-        its final name and reported to ``job.on_segment`` once complete; an
-        unfinished one is deleted.
-        """
-        job = self.job
-        assert job.work_dir is not None
-        suffix = _segment_suffix(self.options.codec)
-        out: _VideoOut | None = None
-        partial = Path()
-        number = first_index = count = last_pts = 0
-        first_dts: int | None = None
+    def segment_suffix(self) -> str:
+        """``.mp4`` or ``.mov``, whichever holds the codec (MP4 first: QuickTime refuses AV1); ``""``: neither."""
+        return _segment_suffix(self.options.codec)
 
-        def write(packets: list[Any]) -> None:
-            nonlocal first_dts
-            assert out is not None
-            for packet in packets:
-                if first_dts is None:
-                    first_dts = packet.dts if packet.dts is not None else packet.pts
-                out.output.mux(packet)
+    def open_segment(self, path: Path, first: Frame) -> SegmentWriter:
+        """MP4/QuickTime keep each packet's pts and dts (B-frames' negative dts included) exactly, relative to
+        the first dts, which :class:`_Segment` reports (their edit lists would round it to milliseconds)."""
+        return _Segment(self, self._open_output(path, first, {"use_editlist": "0"}))
 
-        def finish() -> None:
-            assert out is not None and job.work_dir is not None
-            write(out.flush())
-            self._close(out.output)
-            final = job.work_dir / f"seg-{first_index:09d}{suffix}"  # by first frame: unique whatever N
-            fsync_path(partial)
-            os.replace(partial, final)
-            fsync_path(job.work_dir)
-            if job.on_segment is not None:
-                segment = Segment(number, final, first_index, count, last_pts, int(first_dts or 0), out.stream_tb)
-                job.on_segment(segment)
-
-        try:
-            for frame in frames:
-                if out is None or job.starts_segment(frame.index):
-                    if out is not None:
-                        finish()
-                    number, first_index, count, first_dts = frame.index // job.segment_frames, frame.index, 0, None
-                    partial = job.work_dir / f".seg-{first_index:09d}.partial{suffix}"
-                    out = self._open_output(partial, frame, {"use_editlist": "0"})
-                write(out.encode(frame))
-                count, last_pts = count + 1, frame.pts
-                yield frame
-            if out is not None:
-                finish()
-                out = None
-        except OSError as exc:  # PyAV's errno errors are OSErrors too: a full disk lands here
-            raise WriteError(f"{job.final_output}: cannot write segment: {exc.strerror or exc}") from None
-        except av.error.FFmpegError as exc:
-            raise VsrError(f"{job.final_output}: encoding failed ({ffmpeg_reason(exc)})") from None
-        finally:
-            if out is not None:  # interrupted or failed mid-segment: nothing of it is kept
-                with contextlib.suppress(av.error.FFmpegError, OSError):
-                    out.output.close()
-                partial.unlink(missing_ok=True)
-
-    def join(self, segments: list[Segment], output: Path) -> None:
+    def join(self, segments: Sequence[Segment], output: Path) -> None:
         """Mux the segments' video packets, at their original times, with the input's other streams."""
         job = self.job
-        try:
-            container = av.open(str(output), mode="w")
-        except (av.error.FFmpegError, ValueError, OSError) as exc:
-            raise VsrError(f"{job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+        container = self._create(output)
         source = None
         try:
-            with av.open(str(segments[0].path)) as first:
-                template = first.streams.video[0]
-                # opaque: the codec parameters copied as they are (pixel format, colour, extradata), no
-                # codec context needed, so decoder-only codec names (libdav1d for AV1) do not matter
-                stream = container.add_stream_from_template(template, opaque=True)
-                stream.time_base = segments[0].time_base
-            remux = None
-            if self.options.copy_streams:
-                source, remux = self._remuxer(container)
-            for segment in segments:
-                with av.open(str(segment.path)) as reader:
-                    packets = [p for p in reader.demux(reader.streams.video[0]) if p.size]
-                    if not packets:
-                        raise VsrError(f"{segment.path}: empty segment")
-                    start = packets[0].dts if packets[0].dts is not None else packets[0].pts
-                    shift = round(Fraction(segment.first_dts) * segment.time_base / packets[0].time_base) - start
-                    for packet in packets:
-                        packet.pts = None if packet.pts is None else packet.pts + shift
-                        packet.dts = None if packet.dts is None else packet.dts + shift
-                        packet.stream = stream
-                    _mux(container, packets, remux)
-            if remux is not None:
-                remux.pump(None)
-        except OSError as exc:
-            raise WriteError(f"{job.final_output}: cannot write: {exc.strerror or exc}") from None
-        except av.error.FFmpegError as exc:
-            raise VsrError(f"{job.final_output}: joining the segments failed ({ffmpeg_reason(exc)})") from None
+            with _writing(job.final_output, "joining the segments"):
+                with av.open(str(segments[0].path)) as first:
+                    template = first.streams.video[0]
+                    # opaque: the codec parameters copied as they are (pixel format, colour, extradata), no
+                    # codec context needed, so decoder-only codec names (libdav1d for AV1) do not matter
+                    stream = container.add_stream_from_template(template, opaque=True)
+                    stream.time_base = segments[0].timing.time_base
+                remux = None
+                if self.options.copy_streams:
+                    source, remux = self._remuxer(container)
+                for segment in segments:
+                    mux(container, _shifted(segment, stream), remux)
+                if remux is not None:
+                    remux.pump(None)
         finally:
             if source is not None:
                 source.close()
             self._close(container)
+
+
+def _shifted(segment: Segment, stream: Any) -> list[Any]:
+    """A segment's video packets, moved back to their original times and bound for ``stream``."""
+    with av.open(str(segment.path)) as reader:
+        packets = [p for p in reader.demux(reader.streams.video[0]) if p.size]
+    if not packets:
+        raise VsrError(f"{segment.path}: empty segment")
+    start = packets[0].dts if packets[0].dts is not None else packets[0].pts
+    shift = round(Fraction(segment.timing.first_dts) * segment.timing.time_base / packets[0].time_base) - start
+    for packet in packets:
+        packet.pts = None if packet.pts is None else packet.pts + shift
+        packet.dts = None if packet.dts is None else packet.dts + shift
+        packet.stream = stream
+    return packets
+
+
+class _Segment(SegmentWriter):
+    """One segment file being encoded; its first packet's dts is kept for the join."""
+
+    def __init__(self, encoder: PyAVEncoder, out: _VideoOut) -> None:
+        self.encoder, self.out = encoder, out
+        self.first_dts: int | None = None
+
+    def _mux(self, packets: list[Any]) -> None:
+        for packet in packets:
+            if self.first_dts is None:
+                self.first_dts = packet.dts if packet.dts is not None else packet.pts
+            self.out.output.mux(packet)
+
+    def write(self, frame: Frame) -> None:
+        with _writing(self.encoder.job.final_output, "encoding"):
+            self._mux(self.out.encode(frame))
+
+    def close(self) -> SegmentTiming:
+        with _writing(self.encoder.job.final_output, "encoding"):
+            self._mux(self.out.flush())
+        self.encoder._close(self.out.output)
+        return SegmentTiming(int(self.first_dts or 0), self.out.stream_tb)
+
+    def abort(self) -> None:
+        with contextlib.suppress(av.error.FFmpegError, OSError):
+            self.out.output.close()
 
 
 class _VideoOut:
@@ -392,14 +320,6 @@ class _VideoOut:
 
     def flush(self) -> list[Any]:
         return self.stream.encode(None)
-
-
-def _mux(output: Any, packets: list[Any], remux: _Remuxer | None) -> None:
-    """Mux video packets, copying the other streams' packets up to each one's time first."""
-    for packet in packets:
-        if remux is not None and packet.dts is not None:
-            remux.pump(float(packet.dts * packet.time_base))
-        output.mux(packet)
 
 
 @functools.cache

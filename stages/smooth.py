@@ -20,8 +20,12 @@ trails. Global motion (pans) is not compensated: a pan makes the whole frame
 "moving", so smoothing switches itself off for it rather than smear; the
 shimmer it leaves there is masked by the motion itself.
 
-Memory: one previous input frame (RGB and HSV) and one previous output frame (float32).
-Timestamps and frame count are untouched.
+History: the previous input frame and the previous *emitted* output frame.
+Both travel with each output frame (:meth:`vsr.frame.Frame.carrying`), so a
+resumable run saves them with every finished segment and the next segment,
+even in another process, goes on exactly as an uninterrupted pass would: no
+restart, no flicker jump at segment boundaries. Timestamps and frame count
+are untouched.
 """
 
 from __future__ import annotations
@@ -66,9 +70,10 @@ class TemporalSmoother(Stage):
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         opts = self.options
-        prev_in: np.ndarray | None = None
-        prev_hsv: np.ndarray | None = None
-        prev_out: np.ndarray | None = None
+        prev_in = self.job.state.get("input")  # carried out of the previous segment, if any
+        prev_hsv = hsv(prev_in) if prev_in is not None else None
+        prev_out = self.job.state.get("output")
+        prev_levels = to_levels(prev_out) if prev_out is not None else None
         for frame in frames:
             small = frame.source if frame.source is not None else frame.pixels
             small_hsv = hsv(small)  # computed once per frame, kept for the next one
@@ -76,22 +81,22 @@ class TemporalSmoother(Stage):
             fresh = (
                 prev_in is None
                 or prev_hsv is None
-                or prev_out is None
+                or prev_levels is None
                 or prev_in.shape != small.shape
-                or prev_out.shape != current.shape
-                or self.job.starts_segment(frame.index)  # resumable runs: segments stand alone
+                or prev_levels.shape != current.shape
                 or content_change(prev_hsv, small_hsv) > opts.cut_threshold
             )
             if fresh or opts.strength == 0:
-                out = current
+                pixels = frame.pixels
             else:
                 change = change_map(prev_in, small, opts.radius)
                 half = opts.motion_threshold / 2
                 weight = np.clip((opts.motion_threshold - change) / half, 0.0, 1.0) * opts.strength
                 weight = resize_nearest(weight.astype(np.float32), *current.shape[:2])[..., None]
-                out = current + weight * (prev_out - current)
-            prev_in, prev_hsv, prev_out = small, small_hsv, out
-            yield frame.with_pixels(from_levels(out, frame.pixels.dtype))
+                pixels = from_levels(current + weight * (prev_levels - current), frame.pixels.dtype)
+                current = to_levels(pixels)
+            prev_in, prev_hsv, prev_levels = small, small_hsv, current
+            yield frame.with_pixels(pixels).carrying(self.job.role, {"input": small, "output": pixels})
 
 
 @hookimpl

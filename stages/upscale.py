@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from vsr.frame import Frame
 from vsr.hookspecs import hookimpl
-from vsr.registry import StageRegister
-from vsr.stage import Job, Stage
+from vsr.models.registry import ModelSpec
+from vsr.registry import Registry, StageRegister
+from vsr.stage import Job, Prepared, Stage
 
 log = logging.getLogger("vsr")
 
@@ -22,21 +23,21 @@ class UpscaleOptions:
     """Registered model name (see ``vsr models``), or a path to a .pth/.safetensors/ncnn .param file."""
     tile: int | Literal["auto"] = "auto"
     """Core tile size in input pixels; "auto": the largest that fits the device's memory; 0: whole frames."""
-    tile_pad: int = 48
-    """Context pixels around each tile; 48 keeps tiled output within 1-2 levels of untiled."""
-    batch: int = 1
-    """Tiles (or small whole frames) per network call."""
+    tile_pad: int | Literal["auto"] = "auto"
+    """Context pixels around each tile; "auto": what the model's architecture needs (vsr.inference.AUTO_PAD)."""
+    batch: int | Literal["auto"] = "auto"
+    """Tiles (or small whole frames) per network call; "auto": per architecture (vsr.inference.AUTO_BATCH)."""
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Compute precision; "auto": float16 on a GPU, bfloat16 on a CPU with avx512_bf16/AMX, else float32."""
     output_bits: Literal[0, 8, 16] = 0
     """Bits per channel of the upscaled frames: 0 keeps the input's (8, or 16 for deep sources)."""
 
     def validate(self) -> str | None:
-        if self.tile_pad < 0 or (self.tile != "auto" and self.tile < 0):
+        if (self.tile_pad != "auto" and self.tile_pad < 0) or (self.tile != "auto" and self.tile < 0):
             return "tile and tile_pad must be >= 0"
         if self.tile != "auto" and 0 < self.tile < 16:
             return "tile must be 0 (off) or at least 16"
-        if self.batch < 1:
+        if self.batch != "auto" and self.batch < 1:
             return "batch must be >= 1"
         return None
 
@@ -52,21 +53,36 @@ class ESRGANUpscaler(Stage):
     description = "ESRGAN-family models in Keras (RRDBNet, SRVGGNetCompact), tiled, compiled"
     Options = UpscaleOptions
 
+    @classmethod
+    def prepare(cls, options: UpscaleOptions, registry: Registry) -> Prepared:
+        """Look the model up once per run (a wrong name or a bad file fails before any work starts).
+
+        Its weights digest (the SHA-256 the model store keeps) goes into the
+        settings hash: a model re-imported or retrained under the same name
+        makes earlier outputs and segments out of date.
+        """
+        from vsr.backend import quiet_native_stderr
+        from vsr.models.store import resolve_model, weights_digest
+
+        spec = resolve_model(registry, options.model)
+        with quiet_native_stderr():  # a first conversion may import the backend (see vsr.backend)
+            digest = weights_digest(spec)
+        identity = {"model": spec.name, "weights_sha256": digest}
+        return Prepared(identity=identity, scale=spec.scale, resource=spec)
+
     def __init__(self, options: UpscaleOptions, job: Job) -> None:
         super().__init__(options, job)
-        if job.registry is None:
-            raise ValueError("the esrgan upscaler needs job.registry to look up its model")
-        from vsr.models.store import resolve_model
-
-        # Look the model up now, so a wrong name or a bad file fails before any work starts.
-        self.spec = resolve_model(job.registry, options.model)
-        self.scale = self.spec.scale
+        spec = job.prepared.resource
+        if not isinstance(spec, ModelSpec):
+            raise ValueError("the esrgan upscaler is built from a run plan (vsr.plan), which resolves its model")
+        self.spec = spec
 
     def _build(self, deep_input: bool) -> Any:
         """The tiled network for this job; a batch's files with the same settings share one."""
         bits = self.options.output_bits or (16 if deep_input else 8)
         opts = self.options
-        key = (self.spec.name, self.spec.sources, opts.precision, opts.tile, opts.tile_pad, opts.batch, bits)
+        digest = self.job.prepared.identity.get("weights_sha256")
+        key = (self.spec.name, digest, opts.precision, opts.tile, opts.tile_pad, opts.batch, bits)
         if key not in _BUILT:
             _BUILT.clear()  # one network at a time: a batch uses one model
             _BUILT[key] = self._build_new(bits)
@@ -91,6 +107,7 @@ class ESRGANUpscaler(Stage):
                 out_dtype="uint16" if bits == 16 else "uint8",
             )
         tiles = f"tiles of {upscaler.tile} px" if upscaler.tile else "whole frames"
+        tiles += (" (auto)" if opts.tile == "auto" else "") + (f", context {upscaler.pad} px" if upscaler.tile else "")
         self.job.log.info(
             "upscale: %s (%s %s, x%d) in %s on %s, %s%s",
             self.spec.name,
@@ -99,7 +116,7 @@ class ESRGANUpscaler(Stage):
             self.spec.scale,
             upscaler.precision + (" (auto)" if opts.precision == "auto" else ""),
             device,
-            tiles + (" (auto)" if opts.tile == "auto" else ""),
+            tiles,
             "" if cached else " (weights converted and cached)",
         )
         return upscaler

@@ -21,7 +21,8 @@ from typing import Any
 from vsr import __version__
 from vsr.errors import Interrupted, UsageError, VsrError
 from vsr.files import write_atomic
-from vsr.run import STATE_DIR, RunResult, state_path
+from vsr.outputs import STATE_DIR, default_output, is_vsr_output
+from vsr.run import RunResult
 
 #: Suffixes a folder scan picks up unless --include says otherwise.
 VIDEO_SUFFIXES = (
@@ -31,10 +32,11 @@ VIDEO_SUFFIXES = (
 
 @dataclass
 class Item:
-    """One input and where its output goes (``output_dir`` None: beside the input)."""
+    """One input and where its output goes (``output_dir`` None: beside the input; ``output``: the file)."""
 
     input: Path
     output_dir: Path | None
+    output: Path | None = None
 
 
 @dataclass
@@ -64,11 +66,6 @@ class Entry:
         )
 
 
-def _is_vsr_output(path: Path) -> bool:
-    """A file vsr wrote (it has a done-record): never an input of a later scan."""
-    return state_path(path, ".json").is_file()
-
-
 def _matches(rel: str, patterns: Iterable[str]) -> bool:
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
@@ -84,12 +81,12 @@ def _scan(root: Path, include: list[str], exclude: list[str]) -> list[Path]:
             if name.startswith("."):
                 continue
             wanted = _matches(rel, include) if include else path.suffix.lower() in VIDEO_SUFFIXES
-            if wanted and not _matches(rel, exclude) and not _is_vsr_output(path):
+            if wanted and not _matches(rel, exclude) and not is_vsr_output(path):
                 found.append(path)
     return found
 
 
-def plan(
+def collect_inputs(
     inputs: list[str], output_dir: Path | None, include: list[str], exclude: list[str]
 ) -> tuple[list[Item], list[Entry]]:
     """The files to process, in order, and entries for inputs that do not exist.
@@ -118,7 +115,7 @@ def plan(
             add(path, output_dir)
         elif glob.has_magic(raw):
             matches = sorted(glob.glob(os.path.expanduser(raw), recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file() and not _is_vsr_output(Path(m))]
+            files = [Path(m) for m in matches if Path(m).is_file() and not is_vsr_output(Path(m))]
             files = [f for f in files if not _matches(f.as_posix(), exclude)]
             if not files:
                 missing.append(Entry(raw, "failed", error=f"{raw}: no file matches"))
@@ -127,6 +124,44 @@ def plan(
         else:
             missing.append(Entry(raw, "failed", error=f"{raw}: no such file or directory"))
     return items, missing
+
+
+def assign_outputs(items: list[Item], scale: int, output: Path | None = None) -> tuple[list[Item], list[Entry]]:
+    """Give each item its output file (``output``: the one file a single input was given); refuse clashes.
+
+    Two inputs never share an output: default names keep the source's suffix
+    when the container changes (``clip.avi`` -> ``clip.avi.x4.mkv``), and
+    inputs whose outputs would still coincide all fail with a line naming the
+    others, before any work starts.
+    """
+    named: list[Item] = []
+    failed: list[Entry] = []
+    for item in items:
+        try:
+            target = output or default_output(item.input, scale)
+        except VsrError as exc:
+            failed.append(Entry(str(item.input), "failed", error=str(exc)))
+            continue
+        if output is None and item.output_dir is not None:
+            target = item.output_dir / target.name
+        named.append(Item(item.input, item.output_dir, target))
+    by_output: dict[Path, list[Item]] = {}
+    for item in named:
+        assert item.output is not None
+        by_output.setdefault(Path(os.path.abspath(item.output)), []).append(item)
+    kept = []
+    for item in named:
+        assert item.output is not None
+        others = [o.input.name for o in by_output[Path(os.path.abspath(item.output))] if o is not item]
+        if others:
+            error = (
+                f"{item.input}: its output {item.output} would also be that of {', '.join(others)}; "
+                "rename one of them, or upscale it alone with -o"
+            )
+            failed.append(Entry(str(item.input), "failed", str(item.output), error))
+        else:
+            kept.append(item)
+    return kept, failed
 
 
 @dataclass
@@ -189,6 +224,11 @@ def run_batch(
         except (VsrError, UsageError) as exc:
             report.entries.append(Entry(str(item.input), "failed", error=str(exc)))
             log.error("%s failed: %s", where, exc)
+            continue
+        except OSError as exc:  # what the file system said, as one line
+            message = f"{exc.filename or item.input}: {exc.strerror or exc}"
+            report.entries.append(Entry(str(item.input), "failed", error=message))
+            log.error("%s failed: %s", where, message)
             continue
         except Exception as exc:  # a bug in one file's run must not end the batch
             if os.environ.get("VSR_DEBUG"):

@@ -1,9 +1,44 @@
-"""Durable file writes: data on disk before a name says it is complete."""
+"""Durable file writes and the names of temporary files: data on disk before a name says it is complete."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+#: Longest file name (bytes) on the file systems vsr writes to.
+NAME_MAX = 255
+#: Room kept for a process id in temporary names, so a name's shortening never depends on the pid.
+_PID_ROOM = "0" * 10
+
+
+def fit_name(name: str, prefix: str = "", suffix: str = "") -> str:
+    """``prefix + name + suffix``, with ``name`` shortened (and a digest of it added) if the whole passes 255 bytes."""
+    whole = f"{prefix}{name}{suffix}"
+    if len(whole.encode()) <= NAME_MAX:
+        return whole
+    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    room = NAME_MAX - len(f"{prefix}{tag}{suffix}".encode())
+    short = name.encode()[:room].decode(errors="ignore")  # cut on a character boundary
+    return f"{prefix}{short}{tag}{suffix}"
+
+
+def _temp_head(name: str, marker: str, suffix: str) -> str:
+    return fit_name(name, ".", f"{marker}{_PID_ROOM}{suffix}")[: -len(_PID_ROOM + suffix)]
+
+
+def temp_name(name: str, marker: str, suffix: str, pid: int | None = None) -> str:
+    """``.NAME<marker><pid><suffix>``, hidden and within 255 bytes: a temporary file of process ``pid``."""
+    return f"{_temp_head(name, marker, suffix)}{pid or os.getpid()}{suffix}"
+
+
+def temp_owner(filename: str, name: str, marker: str, suffix: str) -> int | None:
+    """The process id in ``filename`` if it is a :func:`temp_name` of ``name``, else None."""
+    head = _temp_head(name, marker, suffix)
+    if not filename.startswith(head) or not filename.endswith(suffix):
+        return None
+    middle = filename[len(head) : len(filename) - len(suffix)]
+    return int(middle) if middle.isdigit() else None
 
 
 def fsync_path(path: Path) -> None:
@@ -17,7 +52,7 @@ def fsync_path(path: Path) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a hidden temporary file beside ``path``, sync it, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(temp_name(path.name, ".", ".tmp"))
     try:
         with tmp.open("wb") as fh:
             fh.write(data)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -79,6 +80,10 @@ class Frame:
         index: 0-based position of the frame in the decoded stream.
         source: for upscaled frames, the low-resolution pixels they were made
             from (set by upscalers; smoothers use it to find motion cheaply).
+        carry: history that stages with memory need to go on after this
+            frame, by stage role (see :meth:`carrying`). Resumable runs save
+            it with each finished segment and hand it back to the stage when
+            the next segment starts in another process.
     """
 
     pixels: np.ndarray
@@ -87,6 +92,7 @@ class Frame:
     colour: Colour
     index: int
     source: np.ndarray | None = None
+    carry: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -99,3 +105,11 @@ class Frame:
     def with_pixels(self, pixels: np.ndarray) -> Frame:
         """The same frame (timing, colour) with new pixels."""
         return replace(self, pixels=pixels)
+
+    def carrying(self, role: str, state: Mapping[str, np.ndarray]) -> Frame:
+        """The same frame, with ``state``: what the stage in ``role`` needs to continue after it.
+
+        The arrays must be everything the stage keeps between frames (it gets
+        exactly them back as ``job.state``), and are stored losslessly.
+        """
+        return replace(self, carry={**self.carry, role: dict(state)})

@@ -72,7 +72,10 @@ def register_encoders(register: StageRegister) -> None:
     Args:
         register: call ``register(StageClass)`` for each encoder. An encoder
             writes to ``job.output`` (a temporary path renamed into place by
-            vsr when the run completes) and yields each frame it wrote.
+            vsr when the run completes), with ``job.metadata`` as container
+            tags, and yields each frame it wrote. Encoders that also
+            implement :class:`vsr.segments.SegmentedEncoder` get resumable,
+            segmented runs.
 
     Returns:
         Nothing; every plugin's implementation is called.

@@ -6,8 +6,8 @@ pixels; at the frame's edges the window slides inwards instead of shrinking,
 so every window of a frame has the same shape (one compiled graph per frame
 size, no retracing) and every core keeps at least ``pad`` pixels of real
 context on each side that has any. Only the core of each output window is
-kept. ``pad`` must cover the network's effective receptive field: 32 px keeps
-RRDBNet's tiled output within 2 levels of the untiled one.
+kept. ``pad`` must cover the network's effective receptive field; the
+defaults per architecture are :data:`AUTO_PAD`.
 
 Batching: windows of the same shape, from one frame or from several
 consecutive frames, run as one batch of up to ``batch``.
@@ -238,13 +238,22 @@ def auto_tile(bytes_per_pixel: int, pad: int, batch: int, budget: int, multiple:
     return max(64, (window - 2 * pad) // step * step)
 
 
+#: ``tile_pad = "auto"`` per architecture, the one place these defaults are written. Measured
+#: seams (tiled against untiled, on a real photograph, README "Tiling"): RRDBNet needs 48 px of
+#: context for at most 1-2 levels (24 px left 17, 32 px 9); the compact model is exact from 24 px.
+AUTO_PAD = {"rrdbnet": 48, "srvgg": 24}
+#: ``batch = "auto"`` per architecture: the compact model's small calls gain from batching
+#: windows; RRDBNet's large windows already keep the cores busy, and batching them costs memory.
+AUTO_BATCH = {"rrdbnet": 1, "srvgg": 4}
+
+
 def build_upscaler(
     converted: Any,
     *,
     precision: str = "auto",
     tile: int | str = "auto",
-    pad: int = 48,
-    batch: int = 1,
+    pad: int | str = "auto",
+    batch: int | str = "auto",
     out_dtype: str = "uint8",
 ) -> TiledUpscaler:
     """A :class:`TiledUpscaler` for a converted model, with ``"auto"`` settings resolved for this device.
@@ -252,6 +261,7 @@ def build_upscaler(
     ``precision="auto"``: see :func:`vsr.device.default_precision`.
     ``tile="auto"``: the largest tile whose batch of windows fits
     :func:`vsr.device.memory_budget` (see :func:`auto_tile`).
+    ``pad="auto"``, ``batch="auto"``: :data:`AUTO_PAD`, :data:`AUTO_BATCH` for the model's architecture.
     """
     from vsr.device import default_precision, has_gpu, memory_budget
     from vsr.models.build import build_network
@@ -259,6 +269,8 @@ def build_upscaler(
     if precision == "auto":
         precision = default_precision(has_gpu())
     network = build_network(converted, precision)
+    pad = AUTO_PAD.get(converted.arch, max(AUTO_PAD.values())) if pad == "auto" else int(pad)
+    batch = AUTO_BATCH.get(converted.arch, 1) if batch == "auto" else int(batch)
     if tile == "auto":
         multiple = int(getattr(network, "input_multiple", 1))
         tile = auto_tile(activation_bytes_per_pixel(network), pad, batch, memory_budget(), multiple)

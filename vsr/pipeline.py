@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from vsr.frame import Frame
-from vsr.options import parse_options
-from vsr.presets import Preset
-from vsr.registry import Registry
 from vsr.stage import Job, MediaInfo, Stage
+
+if TYPE_CHECKING:
+    from vsr.plan import RunPlan
 
 _DONE = object()
 
@@ -100,23 +102,26 @@ class Pipeline:
     queue_size: int = 4
 
     @property
-    def scale(self) -> int:
-        """The upscaler's factor (4 when no stage says)."""
-        return next((s.scale for s in self.stages if isinstance(getattr(s, "scale", None), int)), 4)
+    def encoder(self) -> Stage:
+        return self.stages[-1]
 
     def probe(self) -> MediaInfo | None:
         """What the decoder learns about the input before the first frame."""
-        probe = getattr(self.stages[0], "probe", None)
-        return probe() if probe is not None else None
+        return self.stages[0].probe()
 
-    def frames(self) -> Iterator[Frame]:
-        """Run every stage; yields the frames the last stage emits."""
+    def frames(self, sink: Callable[[Iterator[Frame]], Iterator[Frame]] | None = None) -> Iterator[Frame]:
+        """Run every stage; yields the frames the last one emits.
+
+        ``sink``, if given, takes the last stage's place: it receives the
+        frames the stages before it emit (resumable runs hand them to
+        :func:`vsr.segments.encode_segments`).
+        """
         stop = threading.Event()
         stream: Iterator[Frame] = iter(())
         for stage in self.stages[:-1]:
             stream = _threaded(stage.process(stream), self.queue_size, stop, type(stage).__name__)
         try:
-            yield from self.stages[-1].process(stream)
+            yield from (sink or self.encoder.process)(stream)
         except _Stopped:
             raise RuntimeError("a pipeline stage stopped without finishing or reporting an error") from None
         finally:
@@ -126,17 +131,17 @@ class Pipeline:
                 close()
 
 
-def build_pipeline(registry: Registry, preset: Preset, job: Job, *, probe: bool = True) -> Pipeline:
-    """Validate every stage's options, build the stages, and (unless ``probe=False``) probe the input.
+def build_pipeline(plan: RunPlan, job: Job, states: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> Pipeline:
+    """Build the plan's stages for one file; each gets its own view of ``job`` (role, prepared, carried state).
 
     Building a stage opens nothing and loads no network (that happens when
     frames arrive), so bad input still fails before a model is loaded or an
     output is created.
     """
-    choices = preset.choices()
-    classes = [(c, registry.stage(c.role, c.stage)) for c in choices]
-    options = [parse_options(cls.Options, c.options, f"{c.role} stage {c.stage!r}") for c, cls in classes]
-    pipeline = Pipeline([cls(opts, job) for (_, cls), opts in zip(classes, options, strict=True)])
-    if probe:
-        job.media = pipeline.probe()
-    return pipeline
+    states = states or {}
+    return Pipeline(
+        [
+            s.cls(s.options, replace(job, role=s.role, prepared=s.prepared, state=states.get(s.role, {})))
+            for s in plan.stages
+        ]
+    )

@@ -55,13 +55,7 @@ class Preset:
     tables: dict[str, dict[str, Any]]
 
     def with_overrides(self, overrides: list[str]) -> Preset:
-        """A copy with ``section.key=value`` overrides applied.
-
-        Options belong to a stage: choosing another stage for a role
-        (``--set smooth.stage=mine``) drops the preset's options for the old
-        one, keeping only ``enabled`` and the options given with ``--set``.
-        """
-        tables = copy.deepcopy(self.tables)
+        """A copy with ``section.key=value`` overrides (``--set``) applied; each value is read as TOML."""
         parsed = []
         for item in overrides:
             key, sep, raw = item.partition("=")
@@ -71,7 +65,19 @@ class Preset:
             if section not in ROLES:
                 raise UsageError(f"--set {item!r}: unknown section {section!r} (known: {', '.join(ROLES)})")
             parsed.append((section, option, parse_value(raw.strip())))
-        for section, option, value in sorted(parsed, key=lambda p: p[1] != "stage"):  # stage choices first
+        return self.with_values(parsed)
+
+    def with_values(self, values: list[tuple[str, str, Any]]) -> Preset:
+        """A copy with typed ``(section, key, value)`` overrides applied.
+
+        Options belong to a stage: choosing another stage for a role
+        (``smooth.stage=mine``) drops the preset's options for the old one,
+        keeping only ``enabled`` and the options given here.
+        """
+        tables = copy.deepcopy(self.tables)
+        for section, option, value in sorted(values, key=lambda p: p[1] != "stage"):  # stage choices first
+            if section not in ROLES:
+                raise UsageError(f"unknown preset section {section!r} (known: {', '.join(ROLES)})")
             table = tables.setdefault(section, {})
             if option == "stage" and value != table.get("stage", DEFAULT_STAGES[section]):
                 tables[section] = table = {k: v for k, v in table.items() if k == "enabled"}

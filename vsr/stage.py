@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from vsr.frame import Colour, Frame
 from vsr.options import NoOptions
@@ -37,19 +39,41 @@ class MediaInfo:
     sample_aspect_ratio: Fraction | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class Prepared:
+    """What a stage resolved from its options once per run (see :meth:`Stage.prepare`).
+
+    Attributes:
+        identity: what, beyond the options themselves, decides the stage's
+            output (a model's weights digest, say); it goes into the settings
+            hash, so a done-record or a resumed segment made with other
+            weights is never taken for this run's.
+        scale: how many times larger the stage makes frames (1: same size).
+        resource: whatever the stage wants handed back when it is built for
+            each file (the resolved model, say), so it is looked up once.
+    """
+
+    identity: Mapping[str, str] = field(default_factory=dict)
+    scale: int = 1
+    resource: Any = None
+
+
+@dataclass(frozen=True)
 class Job:
-    """Everything a stage may need to know about the run it is part of.
+    """Everything a stage may need to know about the run it is part of; immutable.
 
     ``output`` is where the encoder writes: a temporary path that the runner
-    renames to ``final_output`` once the pipeline has finished.
+    renames to ``final_output`` once the pipeline has finished. A resumed video
+    run starts at frame ``start_index``, the first with pts above
+    ``after_pts`` (decoders honour both). Encoders write ``metadata`` into
+    the output container's tags (vsr's own ``vsr`` tag is among them).
 
-    Resumable runs (see :mod:`vsr.run`) also set ``segment_frames`` and
-    ``work_dir``: frames ``k * segment_frames`` start a new segment, which the
-    encoder writes as its own file in ``work_dir`` and reports through
-    ``on_segment``; smoothers start afresh there. ``start_index`` and ``after_pts`` tell the decoder where a resumed
-    run starts: at frame ``start_index``, the first with pts above
-    ``after_pts``.
+    Each stage receives its own copy, with ``role`` (its place in the
+    pipeline), ``prepared`` (what its :meth:`Stage.prepare` returned) and
+    ``state``: the history it attached to the last frame of the previous
+    segment (see :meth:`vsr.frame.Frame.carrying`), empty when the stream
+    starts afresh. A stage with history (a temporal smoother) restores it from
+    ``state``, so a resumed run equals an uninterrupted one.
     """
 
     input: Path
@@ -58,28 +82,12 @@ class Job:
     registry: Registry | None = None
     media: MediaInfo | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("vsr"))
-    segment_frames: int = 0
     start_index: int = 0
     after_pts: int | None = None
-    on_segment: Callable[[Segment], None] | None = None
-    work_dir: Path | None = None
-
-    def starts_segment(self, index: int) -> bool:
-        """Whether frame ``index`` is the first of a segment (a smoother's history ends there)."""
-        return self.segment_frames > 0 and index % self.segment_frames == 0
-
-
-@dataclass
-class Segment:
-    """A finished piece of a resumable run's video: frames ``first_index`` on, in ``path``."""
-
-    number: int
-    path: Path
-    first_index: int
-    frames: int
-    last_pts: int
-    first_dts: int = 0
-    time_base: Fraction = Fraction(1, 1)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    role: str = ""
+    prepared: Prepared = field(default_factory=Prepared)
+    state: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class Stage:
@@ -98,6 +106,17 @@ class Stage:
     def __init__(self, options: Any, job: Job) -> None:
         self.options = options
         self.job = job
+
+    @classmethod
+    def prepare(cls, options: Any, registry: Registry) -> Prepared:
+        """Resolve, once per run, what the options name (a model file, say); the default resolves nothing.
+
+        Called when the run plan is made, before any file is opened; raise
+        :class:`vsr.errors.UsageError` for options that name nothing usable.
+        The result is handed to every stage built from the plan as
+        ``job.prepared``, and its ``identity`` goes into the settings hash.
+        """
+        return Prepared()
 
     def probe(self) -> MediaInfo | None:
         """Decoders: open the source and describe it, before any frame flows.

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except VsrError as exc:
         return _fail(str(exc), exc.exit_code)
+    except OSError as exc:  # what the file system said, as one line
+        return _fail(f"{exc.filename or 'vsr'}: {exc.strerror or exc}", 1)
     except Exception as exc:  # the last line of defence: still one line, no traceback
         if os.environ.get("VSR_DEBUG"):
             raise

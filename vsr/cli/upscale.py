@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import sys
 import time
@@ -13,14 +12,17 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vsr.batch import Entry, Item, Report, plan, run_batch
+from vsr.batch import Entry, Item, Report, assign_outputs, collect_inputs, run_batch
 from vsr.errors import Interrupted, UsageError, VsrError
+from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.presets import resolve_preset
-from vsr.run import SEGMENT_SECONDS, RunResult, fingerprint, upscale_file
+from vsr.run import RunResult, upscale_file
+from vsr.segments import CHECKPOINT_SECONDS, SEGMENT_SECONDS, SegmentPolicy
 from vsr.stage import MediaInfo
 
 log = logging.getLogger("vsr")
+#: Default --settle in batches: an input touched within this many seconds may still be being copied.
+SETTLE_SECONDS = 60.0
 
 
 class _Reporter:
@@ -127,21 +129,31 @@ def upscale(
     ] = None,
     segment: Annotated[
         float,
-        typer.Option(help="Seconds of video per resumable segment: the most work a crash can cost.", min=0.05),
+        typer.Option(help="Longest resumable segment, in seconds of video.", min=0.05),
     ] = SEGMENT_SECONDS,
+    checkpoint: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of work after which a segment is closed and kept: about the most a crash or kill costs.",
+            min=0.0,
+        ),
+    ] = CHECKPOINT_SECONDS,
+    settle: Annotated[
+        float | None,
+        typer.Option(
+            help="An input modified within this many seconds is still being written: 'busy', retried next run "
+            f"(default {SETTLE_SECONDS:g} for folders, globs and several inputs; 0 for one named file).",
+            min=0.0,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upscale videos and images with ESRGAN (4x by default): one file, or folders in batch.
 
     Finished outputs are skipped, interrupted ones resume, overlapping runs share the work.
     """
     registry = load_registry()
-    overrides = list(set_ or [])
-    if model is not None:
-        overrides.insert(0, f"upscale.model={json.dumps(model)}")
-    if smooth is not None:
-        overrides.insert(0, f"smooth.enabled={'true' if smooth else 'false'}")
-    chosen = resolve_preset(registry, preset).with_overrides(overrides)
-    fingerprint(registry, chosen)  # every option checked before any file is touched
+    plan = plan_run(registry, preset, overrides=set_, model=model, smooth=smooth)  # everything checked, once
     batch = _is_batch(inputs)
     quiet = batch and not logging.getLogger("vsr").isEnabledFor(logging.DEBUG)
     job_log = logging.getLogger("vsr.job")
@@ -150,17 +162,19 @@ def upscale(
     if output is not None and batch and output.exists() and not output.is_dir():
         raise UsageError(f"{output}: with several inputs, -o must be a folder")
     out_dir = output if batch or (output is not None and output.is_dir()) else None
+    policy = SegmentPolicy(checkpoint=checkpoint, max_seconds=segment)
+    wait = settle if settle is not None else (SETTLE_SECONDS if batch else 0.0)
 
     def process(item: Item) -> RunResult:
         try:
             return upscale_file(
-                registry,
-                chosen,
+                plan,
                 item.input,
-                None if out_dir is not None else output,
-                output_dir=item.output_dir,
+                item.output,
                 force=force,
-                segment_seconds=segment,
+                make_parent=item.output_dir is not None,
+                policy=policy,
+                settle=wait,
                 on_start=reporter.on_start,
                 on_frame=reporter.on_frame,
                 log=job_log,
@@ -168,14 +182,17 @@ def upscale(
         finally:
             reporter.close()
 
-    result_report = Report(chosen.name)
-    items, missing = plan(inputs, out_dir, include or [], exclude or [])
-    result_report.entries.extend(missing)
-    for entry in missing:
+    result_report = Report(plan.preset)
+    found, missing = collect_inputs(inputs, out_dir, include or [], exclude or [])
+    items, clashes = assign_outputs(found, plan.scale, None if out_dir is not None else output)
+    if clashes and not batch:  # one file whose output cannot be named: a usage error, like a bad -o
+        raise UsageError(str(clashes[0].error))
+    result_report.entries.extend(missing + clashes)
+    for entry in missing + clashes:
         log.error("failed: %s", entry.error)
     try:
         if batch:
-            log.info("%d files to consider", len(items))
+            log.info("%d files to consider", len(items) + len(clashes))
             run_batch(items, result_report, process, log)
         elif items:
             result = process(items[0])

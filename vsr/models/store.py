@@ -122,10 +122,7 @@ def load_converted(spec: ModelSpec) -> tuple[ConvertedModel, bool]:
     Returns:
         The model and whether it came from the cache.
     """
-    for source in spec.sources:
-        if not source.is_file():
-            raise VsrError(f"model {spec.name}: weight file {source} is missing (reinstall its package)")
-    source_hashes = {p.name: sha256_file(p) for p in spec.sources}
+    source_hashes = _source_hashes(spec)
     sidecar = _sidecar(spec.name)
     try:
         if sidecar is not None and sidecar.get("sources") == source_hashes:
@@ -137,6 +134,33 @@ def load_converted(spec: ModelSpec) -> tuple[ConvertedModel, bool]:
     converted = spec.convert()
     _write_entry(spec.name, converted, {"sources": source_hashes, "source_paths": [str(p) for p in spec.sources]})
     return converted, False
+
+
+def _source_hashes(spec: ModelSpec) -> dict[str, str]:
+    for source in spec.sources:
+        if not source.is_file():
+            raise VsrError(f"model {spec.name}: weight file {source} is missing (reinstall its package)")
+    return {p.name: sha256_file(p) for p in spec.sources}
+
+
+def weights_digest(spec: ModelSpec) -> str:
+    """SHA-256 of the converted weights ``spec`` runs with, as the store records it (converting on first use).
+
+    It changes whenever the weights do: a re-import or retraining under the
+    same name, a new file behind the same path, an updated weights package.
+    """
+    sidecar = _sidecar(spec.name)
+    if (
+        sidecar is None
+        or not (models_dir() / f"{spec.name}.npz").is_file()
+        or sidecar.get("sources") != _source_hashes(spec)
+    ):
+        load_converted(spec)
+        sidecar = _sidecar(spec.name)
+    digest = sidecar.get("weights_sha256") if sidecar is not None else None
+    if not isinstance(digest, str):
+        raise VsrError(f"model {spec.name}: the model store in {models_dir()} has no digest of its weights")
+    return digest
 
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
