@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -101,3 +102,23 @@ def run_vsr(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Compl
 def decode_rgb(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def spawn_vsr(*args: str, **env: str) -> subprocess.Popen:
+    """``vsr ARGS`` in the background, stderr captured (to kill it half-way)."""
+    return subprocess.Popen(vsr_command(*args), stderr=subprocess.PIPE, text=True, env=vsr_env(**env))
+
+
+def segment_files(work: Path) -> list[Path]:
+    """The finished segments in a work folder (not their carried-state files)."""
+    return sorted(p for p in work.glob("seg-*") if not p.name.endswith(".state.npz")) if work.is_dir() else []
+
+
+def wait_for_segments(work: Path, proc: subprocess.Popen, count: int) -> None:
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if len(segment_files(work)) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError("no segments appeared")

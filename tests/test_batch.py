@@ -7,15 +7,26 @@ import os
 import resource
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY, decode_rgb, ffmpeg, ffprobe, run_vsr, streams, video_pts, vsr_command, vsr_env
-from vsr.run import OutputLock
+from conftest import (
+    TINY,
+    decode_rgb,
+    ffmpeg,
+    ffprobe,
+    run_vsr,
+    spawn_vsr,
+    streams,
+    video_pts,
+    vsr_command,
+    vsr_env,
+    wait_for_segments,
+)
+from vsr.outputs import OutputLock
 
-SEG = ["--segment", "0.25"]
+SEG = ["--segment", "0.25", "--settle", "0"]  # fixtures are brand new: no waiting for them to settle
 
 
 def _report(path: Path) -> dict[str, dict]:
@@ -76,14 +87,14 @@ def test_batch_over_a_folder_then_again(library, tmp_path):
     assert len(_error_lines(first.stderr)) == len(BAD) + 1
     # the tree is mirrored; only finished outputs and vsr's records are left
     assert _files(out) == {
-        "a.x4.mp4", "odd.x4.mkv", "deep.x4.mkv", "shows/s01/vfr.x4.mkv",
-        ".vsr/a.x4.mp4.json", ".vsr/odd.x4.mkv.json", ".vsr/deep.x4.mkv.json", "shows/s01/.vsr/vfr.x4.mkv.json",
+        "a.x4.mp4", "odd.gif.x4.mkv", "deep.x4.mkv", "shows/s01/vfr.x4.mkv",
+        ".vsr/a.x4.mp4.json", ".vsr/odd.gif.x4.mkv.json", ".vsr/deep.x4.mkv.json", "shows/s01/.vsr/vfr.x4.mkv.json",
     }  # fmt: skip
     assert not (out / "shows" / ".vsr").exists()  # failures leave no state behind
     assert entries["a.mp4"]["frames"] == 12 and entries["a.mp4"]["fps"] > 0
     v = next(s for s in streams(out / "deep.x4.mkv") if s["codec_type"] == "video")
     assert (v["width"], v["height"]) == (256, 144)
-    g = next(s for s in streams(out / "odd.x4.mkv") if s["codec_type"] == "video")
+    g = next(s for s in streams(out / "odd.gif.x4.mkv") if s["codec_type"] == "video")
     assert (g["width"], g["height"]) == (132, 68)
     assert video_pts(out / "shows" / "s01" / "vfr.x4.mkv") == video_pts(library / "shows" / "s01" / "vfr.mkv")
 
@@ -133,7 +144,7 @@ def test_concurrent_runs_share_the_work(tmp_path, sample_clip):
         (src / f"clip{i}.mp4").write_bytes(sample_clip.read_bytes())
     out = tmp_path / "out"
     args = ["upscale", str(src), "-o", str(out), *TINY, *SEG]
-    procs = [_spawn(*args, "--report", str(tmp_path / f"r{i}.json")) for i in range(2)]
+    procs = [spawn_vsr(*args, "--report", str(tmp_path / f"r{i}.json")) for i in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -153,7 +164,7 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
         [
             *vsr_command()[:1],
             "-c",
-            f"from pathlib import Path; from vsr.run import OutputLock; import time\n"
+            f"from pathlib import Path; from vsr.outputs import OutputLock; import time\n"
             f"assert OutputLock(Path({str(output)!r})).acquire(); print('locked', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -169,21 +180,6 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     assert not (tmp_path / ".vsr").exists()
 
 
-def _spawn(*args: str) -> subprocess.Popen:
-    """``vsr ARGS`` in the background, stderr captured."""
-    return subprocess.Popen(vsr_command(*args), stderr=subprocess.PIPE, text=True, env=vsr_env())
-
-
-def _wait_for_segments(work: Path, proc: subprocess.Popen, count: int) -> None:
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        if work.is_dir() and len(list(work.glob("seg-*"))) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError("no segments appeared")
-
-
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, media):
     from vsr.sample import write_sample
 
@@ -193,9 +189,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, media):
     assert run_vsr("upscale", str(clip), "-o", str(whole), *args).returncode == 0
 
     out = tmp_path / "resumed.mp4"
-    proc = _spawn("upscale", str(clip), "-o", str(out), *args)
+    proc = spawn_vsr("upscale", str(clip), "-o", str(out), *args)
     work = tmp_path / ".vsr" / "resumed.mp4.work"
-    _wait_for_segments(work, proc, 2)
+    wait_for_segments(work, proc, 2)
     proc.kill()  # SIGKILL: no cleanup at all
     proc.wait()
     assert not out.exists()
@@ -225,9 +221,9 @@ def test_sigterm_keeps_finished_segments_and_no_partial_output(tmp_path, media):
 
     clip = write_sample(media / "term.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
     out = tmp_path / "term.x4.mp4"
-    proc = _spawn("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
+    proc = spawn_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
     work = tmp_path / ".vsr" / "term.x4.mp4.work"
-    _wait_for_segments(work, proc, 1)
+    wait_for_segments(work, proc, 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -289,8 +285,8 @@ def test_resume_with_another_segment_length(tmp_path, media):
 
     clip = write_sample(media / "reseg.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
     out = tmp_path / "o.mp4"
-    proc = _spawn("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
-    _wait_for_segments(tmp_path / ".vsr" / "o.mp4.work", proc, 2)
+    proc = spawn_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
+    wait_for_segments(tmp_path / ".vsr" / "o.mp4.work", proc, 2)
     proc.kill()
     proc.wait()
     result = run_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "1.0")

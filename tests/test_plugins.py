@@ -11,11 +11,11 @@ from conftest import TINY, decode_rgb, run_vsr
 from vsr import hookimpl, hookspecs
 from vsr.errors import VsrError
 from vsr.frame import Frame
-from vsr.pipeline import build_pipeline
+from vsr.plan import make_plan, plan_run
 from vsr.plugins import get_plugin_manager, load_registry
 from vsr.presets import resolve_preset
 from vsr.run import upscale_file
-from vsr.stage import Job, Stage
+from vsr.stage import Stage
 
 
 def test_every_hook_has_a_docstring():
@@ -59,13 +59,10 @@ class HalvePlugin:
 def test_plugin_object_stage_runs_in_pipeline(sample_clip, tmp_path):
     registry = load_registry([HalvePlugin()])
     assert registry.stages["smooth"].items["halve"].plugin == "HalvePlugin"
-    preset = resolve_preset(registry, "default").with_overrides(
-        ["upscale.model=tiny-srvgg", "smooth.enabled=true", "smooth.stage=halve", "encode.speed=ultrafast"]
-    )
-    result = upscale_file(registry, preset, sample_clip, tmp_path / "half.mp4")
+    overrides = ["upscale.model=tiny-srvgg", "smooth.enabled=true", "smooth.stage=halve", "encode.speed=ultrafast"]
+    result = upscale_file(plan_run(registry, "default", overrides=overrides), sample_clip, tmp_path / "half.mp4")
     plain = upscale_file(
-        registry,
-        resolve_preset(registry, "default").with_overrides(["upscale.model=tiny-srvgg", "encode.speed=ultrafast"]),
+        plan_run(registry, "default", overrides=["upscale.model=tiny-srvgg", "encode.speed=ultrafast"]),
         sample_clip,
         tmp_path / "plain.mp4",
     )
@@ -121,4 +118,4 @@ def test_unknown_stage_names_known_ones(sample_clip, tmp_path):
     registry = load_registry()
     preset = resolve_preset(registry, "default").with_overrides(["smooth.enabled=true", "smooth.stage=nope"])
     with pytest.raises(VsrError, match=r"unknown smooth stage 'nope' .*known: invert"):
-        build_pipeline(registry, preset, Job(sample_clip, tmp_path / "o.mp4", tmp_path / "o.mp4", registry=registry))
+        make_plan(registry, preset)

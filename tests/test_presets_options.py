@@ -11,6 +11,7 @@ import pytest
 from vsr.errors import UsageError
 from vsr.options import parse_options
 from vsr.pipeline import build_pipeline
+from vsr.plan import make_plan
 from vsr.plugins import load_registry
 from vsr.presets import parse_value, resolve_preset
 from vsr.stage import Job
@@ -50,7 +51,7 @@ def test_builtin_presets_are_registered_and_valid(sample_clip, tmp_path):
         if name in models:
             assert choices["upscale"].options["model"] == models[name]
         job = Job(sample_clip, tmp_path / "x.mp4", tmp_path / "x.mp4", registry=registry)
-        build_pipeline(registry, preset, job)  # every option validates
+        build_pipeline(make_plan(registry, preset), job).probe()  # every option validates
 
 
 def test_set_overrides_are_typed():
@@ -62,7 +63,8 @@ def test_set_overrides_are_typed():
     assert preset.tables["encode"]["codec"] == "libx265"
     assert [c.stage for c in preset.choices()] == ["pyav", "esrgan", "invert", "pyav"]
     # switching a role's stage drops the old stage's options, keeps --set ones whatever their order
-    switched = resolve_preset(registry, "anime").with_overrides(["smooth.amount=0.5", "smooth.stage=invert"])
+    mine = resolve_preset(registry, "anime").with_overrides(["smooth.enabled=false", "smooth.strength=0.3"])
+    switched = mine.with_overrides(["smooth.amount=0.5", "smooth.stage=invert"])
     assert switched.tables["smooth"] == {"enabled": False, "stage": "invert", "amount": 0.5}
     assert parse_value("1.5") == 1.5 and parse_value("true") is True and parse_value("abc") == "abc"
     with pytest.raises(UsageError, match="unknown section"):

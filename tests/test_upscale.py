@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import av
 import numpy as np
 import pytest
 
 from conftest import TINY, decode_rgb, ffmpeg, ffprobe, run_vsr, streams, video_pts
 from vsr.device import default_precision
+from vsr.outputs import default_output
+from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.presets import resolve_preset
-from vsr.run import default_output, upscale_file
+from vsr.run import upscale_file
 
 
 def _video(info: list[dict]) -> dict:
@@ -108,12 +111,12 @@ def test_decoder_honours_matrix_range_and_depth(tmp_path, matrix, rng, pix_fmt):
         str(src),
     )
     job = Job(src, tmp_path / "x.mkv", tmp_path / "x.mkv")
-    decoder = PyAVDecoder(PyAVDecoder.Options(), job)
-    job.media = decoder.probe()
-    frame = next(iter(decoder.process(iter(()))))
+    media = PyAVDecoder(PyAVDecoder.Options(), job).probe()
+    job = replace(job, media=media)
+    frame = next(iter(PyAVDecoder(PyAVDecoder.Options(), job).process(iter(()))))
     pixels = frame.pixels.astype(float)
     if pix_fmt.endswith("10le"):
-        assert frame.pixels.dtype == np.uint16 and job.media.bit_depth == 10
+        assert frame.pixels.dtype == np.uint16 and media.bit_depth == 10
         pixels = pixels / 257
     assert np.abs(pixels[32, 32] - colour).max() <= 3, pixels[32, 32]
 
@@ -211,8 +214,7 @@ def test_real_anime_weights_end_to_end(tmp_path):
     from vsr.sample import write_sample
 
     clip = write_sample(tmp_path / "tiny.mp4", seconds=0.25, width=48, height=32, fps=12)
-    registry = load_registry()
-    result = upscale_file(registry, resolve_preset(registry, "anime"), clip)
+    result = upscale_file(plan_run(load_registry(), "anime"), clip)
     assert result.output == tmp_path / "tiny.x4.mp4" and result.frames == 3
     v = _video(streams(result.output))
     assert (v["width"], v["height"], v["codec_name"]) == (192, 128, "h264")

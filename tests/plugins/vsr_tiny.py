@@ -1,4 +1,4 @@
-"""A third-party plugin, outside the vsr package: tiny random models and an ``invert`` stage.
+"""A third-party plugin, outside the vsr package: tiny random models, an ``invert`` stage, a ``paced`` decoder.
 
 Loaded in tests through ``VSR_PLUGINS=vsr_tiny`` (with tests/plugins on the
 path), exactly as a user would try an uninstalled plugin.
@@ -6,6 +6,7 @@ path), exactly as a user would try an uninstalled plugin.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -82,3 +83,35 @@ class Invert(Stage):
 @hookimpl
 def register_smoothers(register) -> None:
     register(Invert)
+
+
+@dataclass
+class PacedOptions:
+    delay: float = 0.05
+    """Seconds of pretend work per frame."""
+
+
+class Paced(Stage):
+    """The built-in decoder, slowed to ``delay`` s per frame: a run long enough to kill half-way, on any machine."""
+
+    name = "paced"
+    description = "test plugin: the pyav decoder with a pause per frame"
+    Options = PacedOptions
+
+    def _decoder(self) -> Stage:
+        from stages.decode import PyAVDecoder
+
+        return PyAVDecoder(PyAVDecoder.Options(), self.job)
+
+    def probe(self):
+        return self._decoder().probe()
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in self._decoder().process(frames):
+            time.sleep(self.options.delay)
+            yield frame
+
+
+@hookimpl
+def register_decoders(register) -> None:
+    register(Paced)
