@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -72,7 +73,9 @@ class PyAVDecoder(Stage):
                 format_name=fmt_name,
                 codec_name=cc.name,
                 video_stream_index=stream.index,
-                sample_aspect_ratio=cc.sample_aspect_ratio or None,
+                sample_aspect_ratio=_sample_aspect_ratio(stream),
+                display_matrix=_display_matrix(container, stream),
+                start_offset=max(Fraction(container.start_time or 0, av.time_base), Fraction(0)),
             )
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
@@ -175,6 +178,34 @@ class PyAVDecoder(Stage):
         pixels, colour = to_rgb(av_frame)
         return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index)
 
+
+def _sample_aspect_ratio(stream: Any) -> Fraction | None:
+    """The pixels' shape: the container's (Matroska display size, MP4 ``pasp``) before the bitstream's."""
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if sar and sar > 0:
+            return Fraction(sar)
+    return None
+
+
+def _display_matrix(container: Any, stream: Any) -> tuple[int, ...] | None:
+    """The display matrix (rotation, flips) of a phone clip, from its first frame; None when upright.
+
+    FFmpeg hands the container's matrix (MP4/MOV ``tkhd``, Matroska projection)
+    to decoded frames as side data; the first frame that decodes tells.
+    """
+    try:
+        for frame in container.decode(stream):
+            for data in frame.side_data:
+                if "DISPLAYMATRIX" in str(data.type):
+                    matrix = struct.unpack("=9i", bytes(data)[:36])
+                    return None if matrix == _IDENTITY else matrix
+            return None
+    except (av.error.FFmpegError, struct.error, ValueError):
+        return None  # a file that does not decode is refused, with its reason, when its frames are read
+    return None
+
+
+_IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
 
 #: Yielded by :meth:`PyAVDecoder._decode` when a seek cannot be trusted.
 _SEEK_MISSED = object()

@@ -18,12 +18,12 @@ import av.error
 import numpy as np
 
 from vsr.colour import output_colour, sws_matrix
-from vsr.errors import VsrError, WriteError
+from vsr.errors import UsageError, VsrError, WriteError
 from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
 from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
 from vsr.registry import StageRegister
-from vsr.remux import Remuxer, mux
+from vsr.remux import Remuxer, copy_description, mux
 from vsr.segments import Segment, SegmentedEncoder, SegmentTiming, SegmentWriter
 from vsr.stage import Stage
 
@@ -46,6 +46,16 @@ _SPEED_OPTION = {
     "libaom-av1": "cpu-used",
     "libvpx-vp9": "cpu-used",
 }
+
+
+#: Largest frame some encoders take at all, where opening one to find out costs gigabytes of memory.
+_MAX_SIZE = {"libsvtav1": (16384, 8704)}
+#: Encoders to check from the table above (or not at all) rather than by opening them at the output size.
+_COSTLY_TO_OPEN = {"libsvtav1", "libvpx", "libvpx-vp9", "libaom-av1", "librav1e"}
+#: The highest level of a codec's standard: (name, most luma samples, longest side). Encoders write larger
+#: pictures, but decoders (hardware ones above all) that keep to the standard refuse them.
+_TOP_LEVEL = {"h264": ("H.264 level 6.2", 139264 * 256, 16880), "hevc": ("HEVC level 6.2", 35651584, 16888)}
+_WHAT_TO_DO = "choose another codec (--set encode.codec=libsvtav1 takes up to 16384x8704), or a x2 model (--model)"
 
 
 @dataclass
@@ -100,6 +110,29 @@ class PyAVEncoder(Stage, SegmentedEncoder):
     description = "FFmpeg encoder (PyAV): x264/x265/SVT-AV1/any encoder, keeps timestamps, audio and subtitles"
     Options = EncodeOptions
 
+    def check_output(self, width: int, height: int) -> None:
+        """Refuse a size the encoder cannot write, warn about one beyond its standard's highest level."""
+        codec = self.options.codec
+        most = _MAX_SIZE.get(codec)
+        if most and (width > most[0] or height > most[1]):
+            raise UsageError(f"{width}x{height} output: {codec} encodes at most {most[0]}x{most[1]}; {_WHAT_TO_DO}")
+        if codec not in _COSTLY_TO_OPEN:
+            ctx = av.CodecContext.create(codec, "w")
+            ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, self.options.pix_fmt, Fraction(1, 25)
+            try:
+                ctx.open()
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise UsageError(
+                    f"{width}x{height} output: {codec} cannot encode it ({ffmpeg_reason(exc)}); {_WHAT_TO_DO}"
+                ) from None
+        level = _TOP_LEVEL.get(av.Codec(codec, "w").canonical_name)
+        if level and (width * height > level[1] or max(width, height) > level[2]):
+            self.job.log.warning(
+                "%dx%d output is beyond %s (%.1f Mpixels, %d px a side): %s writes it, but players and hardware "
+                "decoders may refuse it; %s",
+                width, height, level[0], level[1] / 1e6, level[2], codec, _WHAT_TO_DO,
+            )  # fmt: skip
+
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         if self.job.final_output.suffix.lower() in IMAGE_SUFFIXES:
             yield from self._write_image(frames)
@@ -141,6 +174,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         stream.codec_context.time_base = first.time_base
         if media and media.sample_aspect_ratio:  # anamorphic sources stay anamorphic
             stream.codec_context.sample_aspect_ratio = media.sample_aspect_ratio
+        if media and media.display_matrix:  # a phone clip plays turned as its source did
+            stream.set_display_matrix(list(media.display_matrix))
         colour = output_colour(first.colour, first.height)
         cc = stream.codec_context
         cc.colorspace, cc.color_range = colour.matrix, colour.range
@@ -182,7 +217,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         except BaseException:
             output.close()
             raise
-        return _VideoOut(output, stream, colour, self.options.pix_fmt, first)
+        offset = self.job.media.start_offset if self.job.media else Fraction(0)
+        return _VideoOut(output, stream, colour, self.options.pix_fmt, first, round(offset / first.time_base))
 
     def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         iterator = iter(frames)
@@ -193,9 +229,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         source = None
         try:
             with _writing(self.job.final_output, "encoding"):
-                remux = None
-                if self.options.copy_streams:
-                    source, remux = self._remuxer(out.output)
+                source, remux = self._source(out.output, out.stream)
                 for frame in itertools.chain([first], iterator):
                     mux(out.output, out.encode(frame), remux)
                     yield frame
@@ -207,11 +241,16 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                 source.close()
             self._close(out.output)
 
-    def _remuxer(self, output: Any) -> tuple[Any, Remuxer]:
+    def _source(self, output: Any, video: Any) -> tuple[Any, Remuxer | None]:
+        """The input, opened again: its description copied into ``output``, and its other streams' remuxer."""
         source = open_input(self.job.input)
         media = self.job.media
         index = media.video_stream_index if media else video_stream(source, self.job.input).index
-        return source, Remuxer(output, source, index, self.job.log)
+        copy_description(source, output, source.streams[index], video)
+        output.metadata.update(self.job.metadata)  # vsr's own tag wins over a copied one
+        if not self.options.copy_streams:
+            return source, None
+        return source, Remuxer(output, source, index, self.job.log, media.start_offset if media else Fraction(0))
 
     def _close(self, output: Any) -> None:
         try:
@@ -243,9 +282,9 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                     # codec context needed, so decoder-only codec names (libdav1d for AV1) do not matter
                     stream = container.add_stream_from_template(template, opaque=True)
                     stream.time_base = segments[0].timing.time_base
-                remux = None
-                if self.options.copy_streams:
-                    source, remux = self._remuxer(container)
+                    if job.media and job.media.display_matrix:
+                        stream.set_display_matrix(list(job.media.display_matrix))
+                source, remux = self._source(container, stream)
                 for segment in segments:
                     mux(container, _shifted(segment, stream), remux)
                 if remux is not None:
@@ -302,8 +341,9 @@ class _Segment(SegmentWriter):
 class _VideoOut:
     """An output container with one video stream, and the RGB-to-YUV conversion into it."""
 
-    def __init__(self, output: Any, stream: Any, colour: Colour, pix_fmt: str, first: Frame) -> None:
+    def __init__(self, output: Any, stream: Any, colour: Colour, pix_fmt: str, first: Frame, shift: int) -> None:
         self.output, self.stream, self.colour, self.pix_fmt = output, stream, colour, pix_fmt
+        self.shift = shift  # ticks every pts moves back: outputs start at 0 (see MediaInfo.start_offset)
         self.stream_tb = first.time_base  # the encoder's packets come in the frames' time base
         self.src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
         self.matrix = sws_matrix(colour.matrix)
@@ -314,7 +354,7 @@ class _VideoOut:
             raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")
         vf = av.VideoFrame.from_ndarray(frame.pixels, format=fmt)
         vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.colour.range)
-        vf.pts = frame.pts
+        vf.pts = None if frame.pts is None else frame.pts - self.shift
         vf.time_base = frame.time_base
         return self.stream.encode(vf)
 

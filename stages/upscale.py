@@ -128,6 +128,13 @@ class ESRGANUpscaler(Stage):
         first = next(iterator, None)
         if first is None:
             return
+        if first.colour.hdr:
+            self.job.log.warning(
+                "%s is HDR (%s): the models were trained on SDR pictures; vsr upscales its code values as they are "
+                "and keeps its HDR tags, so judge the result on an HDR display",
+                self.job.input.name,
+                first.colour.hdr,
+            )
         upscaler = self._build(first.pixels.dtype.itemsize > 1)
         per_call = upscaler.frames_per_call(first.height, first.width)
         for chunk in group(itertools.chain([first], iterator), per_call):

@@ -25,6 +25,8 @@ PRIMARIES_BT709 = 1
 PRIMARIES_UNSPECIFIED = 2
 TRC_BT709 = 1
 TRC_UNSPECIFIED = 2
+TRC_PQ = 16  # SMPTE ST 2084: HDR10, Dolby Vision
+TRC_HLG = 18  # ARIB STD-B67: broadcast HDR
 
 _SPACE_NAMES = {
     SPACE_BT709: "bt709",
@@ -60,6 +62,11 @@ class Colour:
             primaries=int(source.color_primaries or PRIMARIES_UNSPECIFIED),
             transfer=int(source.color_trc or TRC_UNSPECIFIED),
         )
+
+    @property
+    def hdr(self) -> str:
+        """``"PQ"`` or ``"HLG"`` for HDR transfers, else ``""``."""
+        return {TRC_PQ: "PQ", TRC_HLG: "HLG"}.get(self.transfer, "")
 
     @property
     def matrix_name(self) -> str:

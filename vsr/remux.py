@@ -1,21 +1,33 @@
-"""Copying the input's other streams (audio, subtitles, attachments) into an output, interleaved by time."""
+"""What an output keeps of its input besides the upscaled pictures.
+
+The other streams (audio, subtitles, attachments), copied packet by packet
+and interleaved by time, and what a player shows about the file: container
+tags (title, artist, comment, ...), chapters, and each stream's tags
+(language, title) and flags (default, forced), as ``ffmpeg -map_metadata 0
+-map_chapters 0`` would.
+"""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 
 class Remuxer:
     """Copies the input's other streams into the output, interleaved by time."""
 
-    def __init__(self, output: Any, source: Any, video_index: int, log: Any) -> None:
+    def __init__(self, output: Any, source: Any, video_index: int, log: Any, offset: Fraction = Fraction(0)) -> None:
         self.output = output
+        self.offset = offset  # seconds every timestamp moves back, so the output starts at 0
         self.source = source
         self.map: dict[int, Any] = {}
         supported = output.supported_codecs
+        chapter_tracks = "mov" in source.format.name and bool(source.chapters())
         for stream in source.streams:
             if stream.index == video_index or stream.type == "attachment":
                 continue
+            if stream.type == "data" and chapter_tracks:
+                continue  # MP4/QuickTime keep chapters in a text track; the chapters are copied and it is re-made
             if stream.type not in ("audio", "subtitle"):
                 log.warning(
                     "not copying %s stream #%d: only audio, subtitles and attachments are copied",
@@ -33,6 +45,7 @@ class Remuxer:
                 )
                 continue
             self.map[stream.index] = output.add_stream_from_template(stream)
+            copy_stream_info(stream, self.map[stream.index])
         self._copy_attachments(log)
         self.packets = source.demux(*[source.streams[i] for i in self.map]) if self.map else iter(())
         self.pending: Any = None
@@ -51,6 +64,8 @@ class Remuxer:
         for packet in self.packets:
             if packet.size == 0:  # the demuxer's flushing packets
                 continue
+            if self.offset:
+                shift_packet(packet, round(self.offset / packet.time_base))
             return packet
         return None
 
@@ -70,9 +85,40 @@ class Remuxer:
             self.pending = None
 
 
+def shift_packet(packet: Any, ticks: int) -> None:
+    """Move a packet ``ticks`` of its time base earlier."""
+    packet.pts = None if packet.pts is None else packet.pts - ticks
+    packet.dts = None if packet.dts is None else packet.dts - ticks
+
+
 def mux(output: Any, packets: list[Any], remux: Remuxer | None) -> None:
     """Mux video packets, copying the other streams' packets up to each one's time first."""
     for packet in packets:
         if remux is not None and packet.dts is not None:
             remux.pump(float(packet.dts * packet.time_base))
         output.mux(packet)
+
+
+#: Tags about how a file or stream was written, not what it holds: the muxer and encoders write their own.
+_WRITER_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
+
+
+def copy_tags(source: dict[str, str], target: Any) -> None:
+    for key, value in source.items():
+        if key.lower() not in _WRITER_TAGS:
+            target[key] = value
+
+
+def copy_stream_info(source: Any, target: Any) -> None:
+    """A stream's tags (language, title, ...) and disposition flags (default, forced, ...)."""
+    copy_tags(dict(source.metadata), target.metadata)
+    target.disposition = source.disposition
+
+
+def copy_description(source: Any, output: Any, video_in: Any, video_out: Any) -> None:
+    """Container tags, chapters, and the upscaled video track's own tags and flags."""
+    copy_tags(dict(source.metadata), output.metadata)
+    chapters = source.chapters()
+    if chapters:
+        output.set_chapters(chapters)
+    copy_stream_info(video_in, video_out)

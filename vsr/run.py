@@ -129,6 +129,10 @@ def upscale_file(
     if media is not None and media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
         example = default_output(input_path, plan.scale)
         raise UsageError(f"{input_path} is a still image: give an image output such as {example}")
+    if media is not None and not media.is_image:
+        build_pipeline(plan, replace(job, media=media)).encoder.check_output(
+            media.width * plan.scale, media.height * plan.scale
+        )
     lock = OutputLock(output)
     if not lock.acquire():
         return RunResult(input_path, output, "busy", reason=f"another vsr run (pid {lock.holder()}) is writing it")

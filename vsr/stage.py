@@ -37,6 +37,10 @@ class MediaInfo:
     codec_name: str = ""
     video_stream_index: int = 0
     sample_aspect_ratio: Fraction | None = None
+    #: seconds the input's timestamps start at, when positive (MPEG-TS from a recorder): outputs start at 0
+    start_offset: Fraction = Fraction(0)
+    #: how a player turns the picture (FFmpeg's display matrix: 9 ints, 16.16 and 2.30 fixed point), or None
+    display_matrix: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,13 @@ class Stage:
         refused early and later stages (the encoder) know the source.
         """
         return None
+
+    def check_output(self, width: int, height: int) -> None:
+        """Encoders: refuse (:class:`vsr.errors.UsageError`) or warn about a frame size, before any upscaling.
+
+        Called once per file with the upscaled size, so a size the encoder
+        cannot write fails at once, not after the first frame's minutes of work.
+        """
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         """Map an iterator of frames to an iterator of frames.
