@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import av
 import av.error
+import av.filter
 
 from vsr.errors import VsrError
 from vsr.frame import Colour, Frame
@@ -25,8 +26,15 @@ class DecodeOptions:
     """Decoder threads; 0 lets FFmpeg choose."""
     thread_type: Literal["AUTO", "FRAME", "SLICE", "NONE"] = "AUTO"
     """FFmpeg's threading mode."""
+    deinterlace: Literal["auto", "frame", "field", "off"] = "auto"
+    """Interlaced sources through FFmpeg's bwdif: "auto" at frame rate when the stream or its frames say
+    interlaced; "frame"/"field" (one frame per field: double rate) always; "off" never."""
+    video_track: int | None = None
+    """Which video track to upscale, counted from 0 (ffmpeg's -map 0:v:N); none: the default one, else the first."""
 
     def validate(self) -> str | None:
+        if self.video_track is not None and self.video_track < 0:
+            return "video_track must be >= 0"
         return "threads must be >= 0" if self.threads < 0 else None
 
 
@@ -50,7 +58,7 @@ class PyAVDecoder(Stage):
     def probe(self) -> MediaInfo:
         path = self.job.input
         with open_input(path) as container:
-            stream = video_stream(container, path)
+            stream = video_stream(container, path, self.options.video_track)
             cc = stream.codec_context
             rate = stream.average_rate or stream.guessed_rate
             duration = None
@@ -60,6 +68,13 @@ class PyAVDecoder(Stage):
                 duration = container.duration / av.time_base
             frames = stream.frames or (round(duration * rate) if duration and rate else None)
             fmt_name = container.format.name.split(",")[0]
+            matrix, interlaced = _first_frame(container, stream)
+            mode = self._deinterlacing(stream, interlaced)
+            if mode:
+                order = {2: "top field first", 3: "bottom field first"}.get(int(cc.field_order or 0), "flagged frames")
+                self.job.log.info("interlaced source (%s): deinterlacing with bwdif at %s rate", order, mode)
+            if mode == "field":  # one frame per field
+                rate, frames = (rate * 2 if rate else rate), (frames * 2 if frames else frames)
             return MediaInfo(
                 width=cc.width,
                 height=cc.height,
@@ -74,7 +89,9 @@ class PyAVDecoder(Stage):
                 codec_name=cc.name,
                 video_stream_index=stream.index,
                 sample_aspect_ratio=_sample_aspect_ratio(stream),
-                display_matrix=_display_matrix(container, stream),
+                display_matrix=matrix,
+                deinterlace=mode,
+                cover_art=any(s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video),
                 start_offset=max(Fraction(container.start_time or 0, av.time_base), Fraction(0)),
             )
 
@@ -89,6 +106,14 @@ class PyAVDecoder(Stage):
             else:
                 return
 
+    def _deinterlacing(self, stream: Any, interlaced: bool) -> str:
+        """``"frame"``, ``"field"`` or ``""``: how this stream is deinterlaced (see DecodeOptions.deinterlace)."""
+        mode = self.options.deinterlace
+        if mode == "auto":
+            flagged = int(stream.codec_context.field_order or 0) > 1  # 0 unknown, 1 progressive, else interlaced
+            return "frame" if flagged or interlaced else ""
+        return "" if mode == "off" else mode
+
     def _decode(self, seek: bool) -> Iterator[Any]:
         """Frames from the start, or from the job's resume point (``start_index``, after ``after_pts``).
 
@@ -101,45 +126,47 @@ class PyAVDecoder(Stage):
         path, job = self.job.input, self.job
         index = job.start_index if seek else 0
         with open_input(path) as container:
-            stream = video_stream(container, path)
+            stream = video_stream(container, path, self.options.video_track)
             stream.thread_type = self.options.thread_type
             if self.options.threads:
                 stream.thread_count = self.options.threads
-            time_base = stream.time_base or Fraction(1, 25)
-            step = _frame_step(stream, time_base)
+            media = job.media
+            mode = media.deinterlace if media is not None else self._deinterlacing(stream, False)
+            deinterlacer = _Deinterlacer(stream, mode) if mode else None
+            source_tb = stream.time_base or Fraction(1, 25)
+            time_base = source_tb / 2 if mode == "field" else source_tb  # fields: twice the frames, half the step
+            step = max(1, _frame_step(stream, source_tb) // (2 if mode == "field" else 1))
             declared = stream.frames
-            packets = 0
+            packets = [0]
             last_pts: int | None = None
             if seek:
                 try:
-                    container.seek(job.after_pts, stream=stream, backward=True, any_frame=False)
+                    target = int(job.after_pts * time_base / source_tb)
+                    container.seek(target, stream=stream, backward=True, any_frame=False)
                 except av.error.FFmpegError:  # not seekable: count frames from the start instead
                     yield _SEEK_MISSED
                     return
             first = True
             try:
-                for packet in container.demux(stream):
-                    if packet.size:
-                        packets += 1
-                    for av_frame in packet.decode():
-                        pts = av_frame.pts
-                        if pts is None:
-                            if seek:  # timestamps needed to find the resume point: count frames instead
-                                yield _SEEK_MISSED
-                                return
-                            pts = 0 if last_pts is None else last_pts + step
-                        last_pts = pts
-                        if seek and first and pts > job.after_pts + step + step // 2:
+                for av_frame in _decoded(container, stream, deinterlacer, packets):
+                    pts = av_frame.pts
+                    if pts is None:
+                        if seek:  # timestamps needed to find the resume point: count frames instead
                             yield _SEEK_MISSED
                             return
-                        first = False
-                        if seek and pts <= job.after_pts:  # done by an earlier run
-                            continue
-                        if not seek and index < job.start_index:  # the same, counted from the start
-                            index += 1
-                            continue
-                        yield self._to_frame(av_frame, pts, time_base, index)
+                        pts = 0 if last_pts is None else last_pts + step
+                    last_pts = pts
+                    if seek and first and pts > job.after_pts + step + step // 2:
+                        yield _SEEK_MISSED
+                        return
+                    first = False
+                    if seek and pts <= job.after_pts:  # done by an earlier run
+                        continue
+                    if not seek and index < job.start_index:  # the same, counted from the start
                         index += 1
+                        continue
+                    yield self._to_frame(av_frame, pts, time_base, index)
+                    index += 1
             except av.error.FFmpegError as exc:
                 raise VsrError(
                     f"{path}: decoding failed after {index} frames ({ffmpeg_reason(exc)}): "
@@ -147,7 +174,7 @@ class PyAVDecoder(Stage):
                 ) from None
             if index == 0:
                 raise VsrError(f"{path}: no frame could be decoded (truncated or corrupt file)")
-            self._check_complete(stream, 0 if seek else declared, packets, last_pts, step, time_base, index)
+            self._check_complete(stream, 0 if seek else declared, packets[0], last_pts, step, time_base, index)
 
     def _check_complete(
         self, stream: Any, declared: int, packets: int, last_pts: int | None, step: int, tb: Fraction, index: int
@@ -165,7 +192,7 @@ class PyAVDecoder(Stage):
         media = self.job.media
         if declared or media is None or media.duration is None or last_pts is None or media.is_image:
             return
-        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         end = float((last_pts + step) * tb)
         missing = start + media.duration - end
         if missing > max(1.0, 0.02 * media.duration):
@@ -179,6 +206,54 @@ class PyAVDecoder(Stage):
         return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index)
 
 
+def _decoded(container: Any, stream: Any, deinterlacer: _Deinterlacer | None, packets: list[int]) -> Iterator[Any]:
+    """The stream's decoded frames, deinterlaced if asked; counts the packets read in ``packets[0]``."""
+    for packet in container.demux(stream):
+        if packet.size:
+            packets[0] += 1
+        for frame in packet.decode():
+            yield from deinterlacer.push(frame) if deinterlacer else (frame,)
+    if deinterlacer:
+        yield from deinterlacer.flush()
+
+
+class _Deinterlacer:
+    """FFmpeg's bwdif through PyAV's filter graph, at frame rate or at field rate (one frame per field).
+
+    bwdif halves the time base; at frame rate its pts are halved back, so
+    frames keep the source's exact timestamps.
+    """
+
+    def __init__(self, stream: Any, mode: str) -> None:
+        self.graph = av.filter.Graph()
+        source = self.graph.add_buffer(template=stream)
+        bwdif = self.graph.add("bwdif", f"mode={'send_field' if mode == 'field' else 'send_frame'}:parity=auto")
+        sink = self.graph.add("buffersink")
+        source.link_to(bwdif)
+        bwdif.link_to(sink)
+        self.graph.configure()
+        self.halve = mode == "frame"
+
+    def push(self, frame: Any) -> list[Any]:
+        self.graph.vpush(frame)
+        return self._drain()
+
+    def flush(self) -> list[Any]:
+        self.graph.vpush(None)
+        return self._drain()
+
+    def _drain(self) -> list[Any]:
+        out = []
+        while True:
+            try:
+                frame = self.graph.vpull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+            if self.halve and frame.pts is not None:
+                frame.pts //= 2
+            out.append(frame)
+
+
 def _sample_aspect_ratio(stream: Any) -> Fraction | None:
     """The pixels' shape: the container's (Matroska display size, MP4 ``pasp``) before the bitstream's."""
     for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
@@ -187,22 +262,22 @@ def _sample_aspect_ratio(stream: Any) -> Fraction | None:
     return None
 
 
-def _display_matrix(container: Any, stream: Any) -> tuple[int, ...] | None:
-    """The display matrix (rotation, flips) of a phone clip, from its first frame; None when upright.
+def _first_frame(container: Any, stream: Any) -> tuple[tuple[int, ...] | None, bool]:
+    """What the first frame tells: the display matrix of a phone clip (None when upright), and interlacing.
 
     FFmpeg hands the container's matrix (MP4/MOV ``tkhd``, Matroska projection)
-    to decoded frames as side data; the first frame that decodes tells.
+    to decoded frames as side data.
     """
     try:
         for frame in container.decode(stream):
+            matrix = None
             for data in frame.side_data:
                 if "DISPLAYMATRIX" in str(data.type):
                     matrix = struct.unpack("=9i", bytes(data)[:36])
-                    return None if matrix == _IDENTITY else matrix
-            return None
+            return (None if matrix == _IDENTITY else matrix), bool(frame.interlaced_frame)
     except (av.error.FFmpegError, struct.error, ValueError):
-        return None  # a file that does not decode is refused, with its reason, when its frames are read
-    return None
+        pass  # a file that does not decode is refused, with its reason, when its frames are read
+    return None, False
 
 
 _IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)

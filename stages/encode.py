@@ -119,6 +119,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         if codec not in _COSTLY_TO_OPEN:
             ctx = av.CodecContext.create(codec, "w")
             ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, self.options.pix_fmt, Fraction(1, 25)
+            ctx.options = self._codec_options()
             try:
                 ctx.open()
             except (av.error.FFmpegError, ValueError) as exc:
@@ -180,6 +181,11 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         cc = stream.codec_context
         cc.colorspace, cc.color_range = colour.matrix, colour.range
         cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
+        stream.options = self._codec_options()
+        return stream, colour
+
+    def _codec_options(self) -> dict[str, str]:
+        opts = self.options
         codec_options = {}
         if opts.crf is not None and opts.codec in _CRF_OPTION:
             codec_options[_CRF_OPTION[opts.codec]] = str(opts.crf)
@@ -193,15 +199,16 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             codec_options["x265-params"] = f"log-level=error:{params}" if params else "log-level=error"
         if opts.codec == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # errors only
-        stream.options = codec_options
-        return stream, colour
+        return codec_options
 
     def _create(self, path: Path, options: dict[str, str] | None = None) -> Any:
         """An output container at ``path``; final outputs (not segments) get ``job.metadata`` as tags."""
         final = path == self.job.output
         options = dict(options or {})
-        if final and self.job.metadata and path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-            options["movflags"] = "use_metadata_tags"  # MP4/QuickTime keep only known keys otherwise
+        cover_art = self.job.media is not None and self.job.media.cover_art
+        if final and self.job.metadata and path.suffix.lower() in (".mp4", ".m4v", ".mov") and not cover_art:
+            # MP4/QuickTime keep only known keys otherwise; FFmpeg then writes no cover art, which wins
+            options["movflags"] = "use_metadata_tags"
         try:
             output = av.open(str(path), mode="w", options=options)
         except (av.error.FFmpegError, ValueError, OSError) as exc:

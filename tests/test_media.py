@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import TINY, ffmpeg, ffprobe, run_vsr
+from conftest import TINY, ffmpeg, ffprobe, run_vsr, video_pts
 from vsr.sample import cartoon_frame
 
 
@@ -228,3 +228,118 @@ def test_sizes_beyond_the_standard_are_warned_about(caplog):
     assert "15360x8640 output is beyond H.264 level 6.2" in caplog.text
     with pytest.raises(Exception, match="libsvtav1 encodes at most 16384x8704"):
         PyAVEncoder(EncodeOptions(codec="libsvtav1"), Job(Path("i"), Path("o"), Path("o"))).check_output(16896, 8704)
+
+
+def _tracks(path: Path) -> list[tuple]:
+    return [
+        (
+            s["codec_type"],
+            s["codec_name"],
+            s.get("width"),
+            s["disposition"]["default"],
+            s["disposition"]["attached_pic"],
+        )
+        for s in ffprobe(path, "-show_streams")["streams"]
+    ]
+
+
+@pytest.fixture(scope="module")
+def cover(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cover") / "cover.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=40x40:duration=0.1", "-frames:v", "1", path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("source", "suffix"), [("attach-mkv", ".mkv"), ("attach-mkv", ".mp4"), ("pic-mp4", ".mp4"), ("pic-mp4", ".mkv")]
+)
+def test_cover_art_is_kept_as_it_is(tmp_path, upright, cover, source, suffix):
+    if source == "attach-mkv":
+        src = tmp_path / "show.mkv"
+        ffmpeg("-i", upright, "-c", "copy", "-attach", cover, "-metadata:s:t", "mimetype=image/png", src)
+    else:
+        src = tmp_path / "song.mp4"
+        ffmpeg(
+            "-i", upright, "-i", cover, "-map", "0", "-map", "1", "-c", "copy", "-disposition:v:1", "attached_pic", src
+        )
+    out = tmp_path / f"out{suffix}"
+    result = run_vsr("upscale", str(src), "-o", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert _tracks(out) == [("video", "h264", 256, 1, 0), ("video", "png", 40, 0, 1)]
+    with av.open(str(out)) as container:  # the very picture
+        art = next(p for p in container.demux(container.streams.video[1]) if p.size)
+        assert bytes(art) == cover.read_bytes()
+
+
+def test_the_default_video_track_is_upscaled_and_the_others_copied(tmp_path):
+    src = tmp_path / "two.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=96x54:rate=6:duration=0.5", "-f", "lavfi", "-i",
+        "testsrc2=size=64x36:rate=6:duration=0.5", "-map", "0", "-map", "1", "-pix_fmt", "yuv420p",
+        "-disposition:v:0", "0", "-disposition:v:1", "default", src,
+    )  # fmt: skip
+    out = tmp_path / "out.mkv"
+    result = run_vsr("upscale", str(src), "-o", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    assert _tracks(out) == [("video", "h264", 256, 1, 0), ("video", "h264", 96, 0, 0)]  # the default, not the largest
+    chosen = tmp_path / "chosen.mkv"
+    result = run_vsr("upscale", str(src), "-o", str(chosen), *TINY, "--video-track", "0")
+    assert result.returncode == 0, result.stderr
+    assert _tracks(chosen) == [("video", "h264", 384, 0, 0), ("video", "h264", 64, 1, 0)]
+    wrong = run_vsr("upscale", str(src), "-o", str(tmp_path / "x.mkv"), *TINY, "--video-track", "5")
+    assert wrong.returncode == 2 and "has no video track 5 (it has 2: 0 to 1)" in wrong.stderr
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def _frames(path: Path, *vf: str) -> list[np.ndarray]:
+    info = ffprobe(path, "-select_streams", "v:0", "-show_streams")["streams"][0]
+    w, h = int(info["width"]), int(info["height"])
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), *vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return list(np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3))
+
+
+@pytest.fixture(scope="module")
+def interlaced(tmp_path_factory) -> Path:
+    """A moving test pattern interlaced by FFmpeg (top field first, 25 frames/s of 50 fields), as from a camcorder."""
+    path = tmp_path_factory.mktemp("interlaced") / "pan.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=50", "-t", "0.8", "-vf", "interlace=scan=tff",
+        "-c:v", "libx264", "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-crf", "10", "-pix_fmt", "yuv420p", path,
+    )  # fmt: skip
+    assert ffprobe(path, "-select_streams", "v:0", "-show_streams")["streams"][0]["field_order"] == "tt"
+    return path
+
+
+def test_interlaced_sources_are_deinterlaced_before_the_upscaler(tmp_path, interlaced):
+    combed = _frames(interlaced)
+    deinterlaced = _frames(interlaced, "-vf", "bwdif=mode=send_frame")
+    out = tmp_path / "out.mkv"
+    result = run_vsr("upscale", str(interlaced), "-o", str(out), *TINY, "--segment", "0.25")
+    assert result.returncode == 0, result.stderr
+    assert "interlaced source (top field first): deinterlacing with bwdif at frame rate" in result.stderr
+    v = ffprobe(out, "-select_streams", "v:0", "-show_streams")["streams"][0]
+    assert v.get("field_order", "progressive") == "progressive"
+    shown = [f.reshape(96, 4, 128, 4, 3).mean(axis=(1, 3)) for f in _frames(out)]
+    assert len(shown) == len(combed) == 20
+    near_clean = np.mean([_psnr(a, b) for a, b in zip(shown, deinterlaced, strict=True)])
+    near_combed = np.mean([_psnr(a, b) for a, b in zip(shown, combed, strict=True)])
+    assert near_clean > near_combed + 1, (near_clean, near_combed)
+    assert video_pts(out) == pytest.approx(video_pts(interlaced), abs=1e-3)  # same frames, same times
+
+    fields = tmp_path / "fields.mkv"
+    result = run_vsr("upscale", str(interlaced), "-o", str(fields), *TINY, "--set", "decode.deinterlace=field")
+    assert result.returncode == 0, result.stderr
+    times = video_pts(fields)
+    assert len(times) == 40 and np.allclose(np.diff(times), 0.02, atol=1e-3)  # one frame per field, 50/s
+
+    off = tmp_path / "off.mkv"
+    result = run_vsr("upscale", str(interlaced), "-o", str(off), *TINY, "--set", "decode.deinterlace=off")
+    assert result.returncode == 0 and "deinterlacing" not in result.stderr

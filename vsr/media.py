@@ -9,7 +9,7 @@ import av
 import av.error
 
 from vsr.colour import effective_matrix, sws_matrix, sws_range
-from vsr.errors import VsrError
+from vsr.errors import UsageError, VsrError
 from vsr.frame import Colour
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -43,16 +43,29 @@ def open_input(path: Path) -> Any:
         raise VsrError(f"{path}: not a video or image FFmpeg can read ({ffmpeg_reason(exc)})") from None
 
 
-def video_stream(container: Any, path: Path) -> Any:
-    """The input's main video stream (skipping cover art), or a one-line error."""
-    streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
-    if not streams:
-        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-        raise VsrError(f"{path}: has no video stream (found: {', '.join(kinds)})")
-    best = max(streams, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
-    if not best.codec_context.width or not best.codec_context.height:
+def video_stream(container: Any, path: Path, track: int | None = None) -> Any:
+    """The video track to upscale, or a one-line error.
+
+    ``track`` counts the input's video streams from 0, as ffmpeg's ``-map
+    0:v:N`` does; by default the one flagged default, else the first. Cover
+    art (attached pictures) is never the video.
+    """
+    videos = list(container.streams.video)
+    if track is not None:
+        if not 0 <= track < len(videos):
+            raise UsageError(f"{path}: has no video track {track} (it has {len(videos)}: 0 to {len(videos) - 1})")
+        chosen = videos[track]
+        if chosen.disposition & av.stream.Disposition.attached_pic:
+            raise UsageError(f"{path}: video track {track} is cover art, not a video")
+    else:
+        streams = [s for s in videos if not (s.disposition & av.stream.Disposition.attached_pic)]
+        if not streams:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise VsrError(f"{path}: has no video stream (found: {', '.join(kinds)})")
+        chosen = next((s for s in streams if s.disposition & av.stream.Disposition.default), streams[0])
+    if not chosen.codec_context.width or not chosen.codec_context.height:
         raise VsrError(f"{path}: video stream has no frame size (corrupt or unsupported)")
-    return best
+    return chosen
 
 
 def ffmpeg_reason(exc: BaseException) -> str:

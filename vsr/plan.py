@@ -85,12 +85,15 @@ def plan_run(
     overrides: list[str] | None = None,
     model: str | None = None,
     smooth: bool | None = None,
+    video_track: int | None = None,
 ) -> RunPlan:
-    """The plan for ``vsr upscale``: a preset (name or file), ``--set`` overrides, ``--model`` and ``--smooth``."""
+    """The plan for ``vsr upscale``: a preset (name or file) and the command line's overrides of it."""
     chosen = resolve_preset(registry, preset).with_overrides(list(overrides or []))
     values: list[tuple[str, str, Any]] = []
     if model is not None:
         values.append(("upscale", "model", model))
     if smooth is not None:
         values.append(("smooth", "enabled", smooth))
+    if video_track is not None:
+        values.append(("decode", "video_track", video_track))
     return make_plan(registry, chosen.with_values(values) if values else chosen)

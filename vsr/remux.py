@@ -12,6 +12,11 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+import av
+
+#: Cover art codecs: attachment suffix and MIME type.
+_PICTURES = {"png": (".png", "image/png"), "mjpeg": (".jpg", "image/jpeg"), "bmp": (".bmp", "image/bmp")}
+
 
 class Remuxer:
     """Copies the input's other streams into the output, interleaved by time."""
@@ -26,11 +31,14 @@ class Remuxer:
         for stream in source.streams:
             if stream.index == video_index or stream.type == "attachment":
                 continue
+            if stream.disposition & av.stream.Disposition.attached_pic and "matroska" in output.format.name:
+                self._attach_picture(stream)  # Matroska keeps cover art as an attachment
+                continue
             if stream.type == "data" and chapter_tracks:
                 continue  # MP4/QuickTime keep chapters in a text track; the chapters are copied and it is re-made
-            if stream.type not in ("audio", "subtitle"):
+            if stream.type not in ("audio", "subtitle", "video"):  # other video tracks, cover art: as they are
                 log.warning(
-                    "not copying %s stream #%d: only audio, subtitles and attachments are copied",
+                    "not copying %s stream #%d: only audio, video, subtitles and attachments are copied",
                     stream.type,
                     stream.index,
                 )
@@ -49,6 +57,16 @@ class Remuxer:
         self._copy_attachments(log)
         self.packets = source.demux(*[source.streams[i] for i in self.map]) if self.map else iter(())
         self.pending: Any = None
+
+    def _attach_picture(self, stream: Any) -> None:
+        with av.open(self.source.name) as again:
+            picture = next((p for p in again.demux(again.streams[stream.index]) if p.size), None)
+        if picture is None:
+            return
+        codec = stream.codec_context.name if stream.codec_context else ""
+        suffix, mimetype = _PICTURES.get(codec, (".bin", "application/octet-stream"))
+        name = stream.metadata.get("filename") or f"cover{suffix}"
+        self.output.add_attachment(name, stream.metadata.get("mimetype") or mimetype, bytes(picture))
 
     def _copy_attachments(self, log: Any) -> None:
         attachments = list(getattr(self.source.streams, "attachments", ()))

@@ -39,6 +39,10 @@ class MediaInfo:
     sample_aspect_ratio: Fraction | None = None
     #: seconds the input's timestamps start at, when positive (MPEG-TS from a recorder): outputs start at 0
     start_offset: Fraction = Fraction(0)
+    #: how an interlaced source is deinterlaced: "frame" or "field" rate, "" for none
+    deinterlace: str = ""
+    #: whether the input holds cover art (attached pictures)
+    cover_art: bool = False
     #: how a player turns the picture (FFmpeg's display matrix: 9 ints, 16.16 and 2.30 fixed point), or None
     display_matrix: tuple[int, ...] | None = None
 

@@ -113,6 +113,16 @@ def upscale(
         bool | None,
         typer.Option("--smooth/--no-smooth", help="Temporal smoothing on or off (default: as the preset says)."),
     ] = None,
+    video_track: Annotated[
+        int | None,
+        typer.Option(
+            "--video-track",
+            help="Which video track to upscale, from 0 (as ffmpeg's -map 0:v:N); default: the default one, "
+            "else the first. The others are copied as they are.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option("--force", "--overwrite", help="Redo outputs that are done, and replace files in the way."),
@@ -153,7 +163,9 @@ def upscale(
     Finished outputs are skipped, interrupted ones resume, overlapping runs share the work.
     """
     registry = load_registry()
-    plan = plan_run(registry, preset, overrides=set_, model=model, smooth=smooth)  # everything checked, once
+    plan = plan_run(
+        registry, preset, overrides=set_, model=model, smooth=smooth, video_track=video_track
+    )  # everything checked, once
     batch = _is_batch(inputs)
     quiet = batch and not logging.getLogger("vsr").isEnabledFor(logging.DEBUG)
     job_log = logging.getLogger("vsr.job")
