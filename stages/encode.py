@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import io
 import itertools
 import os
 from collections.abc import Iterator, Sequence
@@ -17,8 +15,9 @@ import av
 import av.error
 import numpy as np
 
+from vsr.codecs import check_size, segment_suffix
 from vsr.colour import output_colour, sws_matrix
-from vsr.errors import UsageError, VsrError, WriteError
+from vsr.errors import VsrError, WriteError
 from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
 from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
@@ -46,16 +45,6 @@ _SPEED_OPTION = {
     "libaom-av1": "cpu-used",
     "libvpx-vp9": "cpu-used",
 }
-
-
-#: Largest frame some encoders take at all, where opening one to find out costs gigabytes of memory.
-_MAX_SIZE = {"libsvtav1": (16384, 8704)}
-#: Encoders to check from the table above (or not at all) rather than by opening them at the output size.
-_COSTLY_TO_OPEN = {"libsvtav1", "libvpx", "libvpx-vp9", "libaom-av1", "librav1e"}
-#: The highest level of a codec's standard: (name, most luma samples, longest side). Encoders write larger
-#: pictures, but decoders (hardware ones above all) that keep to the standard refuse them.
-_TOP_LEVEL = {"h264": ("H.264 level 6.2", 139264 * 256, 16880), "hevc": ("HEVC level 6.2", 35651584, 16888)}
-_WHAT_TO_DO = "choose another codec (--set encode.codec=libsvtav1 takes up to 16384x8704), or a x2 model (--model)"
 
 
 @dataclass
@@ -112,27 +101,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
 
     def check_output(self, width: int, height: int) -> None:
         """Refuse a size the encoder cannot write, warn about one beyond its standard's highest level."""
-        codec = self.options.codec
-        most = _MAX_SIZE.get(codec)
-        if most and (width > most[0] or height > most[1]):
-            raise UsageError(f"{width}x{height} output: {codec} encodes at most {most[0]}x{most[1]}; {_WHAT_TO_DO}")
-        if codec not in _COSTLY_TO_OPEN:
-            ctx = av.CodecContext.create(codec, "w")
-            ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, self.options.pix_fmt, Fraction(1, 25)
-            ctx.options = self._codec_options()
-            try:
-                ctx.open()
-            except (av.error.FFmpegError, ValueError) as exc:
-                raise UsageError(
-                    f"{width}x{height} output: {codec} cannot encode it ({ffmpeg_reason(exc)}); {_WHAT_TO_DO}"
-                ) from None
-        level = _TOP_LEVEL.get(av.Codec(codec, "w").canonical_name)
-        if level and (width * height > level[1] or max(width, height) > level[2]):
-            self.job.log.warning(
-                "%dx%d output is beyond %s (%.1f Mpixels, %d px a side): %s writes it, but players and hardware "
-                "decoders may refuse it; %s",
-                width, height, level[0], level[1] / 1e6, level[2], codec, _WHAT_TO_DO,
-            )  # fmt: skip
+        check_size(self.options.codec, self.options.pix_fmt, self._codec_options(), width, height, self.job.log)
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         if self.job.final_output.suffix.lower() in IMAGE_SUFFIXES:
@@ -269,7 +238,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
 
     def segment_suffix(self) -> str:
         """``.mp4`` or ``.mov``, whichever holds the codec (MP4 first: QuickTime refuses AV1); ``""``: neither."""
-        return _segment_suffix(self.options.codec)
+        return segment_suffix(self.options.codec)
 
     def open_segment(self, path: Path, first: Frame) -> SegmentWriter:
         """MP4/QuickTime keep each packet's pts and dts (B-frames' negative dts included) exactly, relative to
@@ -367,20 +336,6 @@ class _VideoOut:
 
     def flush(self) -> list[Any]:
         return self.stream.encode(None)
-
-
-@functools.cache
-def _segment_suffix(encoder: str) -> str:
-    """``.mp4`` or ``.mov``: a container for ``encoder``'s segments (MP4 first: QuickTime refuses AV1); ``""``: none."""
-    codec = av.Codec(encoder, "w").canonical_name
-    for fmt in ("mp4", "mov"):
-        container = av.open(io.BytesIO(), "w", format=fmt)
-        try:
-            if codec in container.supported_codecs:
-                return f".{fmt}"
-        finally:
-            container.close()
-    return ""
 
 
 @hookimpl
