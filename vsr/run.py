@@ -119,7 +119,8 @@ def upscale_file(
     if busy:
         return RunResult(input_path, output, "busy", reason=busy)
     job = Job(input=input_path, output=Path(), final_output=output, registry=plan.registry, log=log)
-    media = build_pipeline(plan, job).probe()  # bad input fails here, before anything is written
+    probing = build_pipeline(plan, job)
+    media = probing.probe()  # bad input fails here, before anything is written
     if make_parent:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +130,8 @@ def upscale_file(
     if media is not None and media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
         example = default_output(input_path, plan.scale)
         raise UsageError(f"{input_path} is a still image: give an image output such as {example}")
-    if media is not None and not media.is_image:
-        build_pipeline(plan, replace(job, media=media)).encoder.check_output(
-            media.width * plan.scale, media.height * plan.scale
-        )
+    if media is not None and not media.is_image:  # a size the encoder cannot write fails before any upscaling
+        probing.encoder.check_output(media.width * plan.scale, media.height * plan.scale)
     lock = OutputLock(output)
     if not lock.acquire():
         return RunResult(input_path, output, "busy", reason=f"another vsr run (pid {lock.holder()}) is writing it")
