@@ -109,16 +109,19 @@ def spawn_vsr(*args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(vsr_command(*args), stderr=subprocess.PIPE, text=True, env=vsr_env(**env))
 
 
-def segment_files(work: Path) -> list[Path]:
-    """The finished segments in a work folder (not their carried-state files)."""
-    return sorted(p for p in work.glob("seg-*") if not p.name.endswith(".state.npz")) if work.is_dir() else []
+def finished_segments(work: Path) -> int:
+    """How many segments the work folder's manifest lists (a segment counts once it is recorded there)."""
+    try:
+        return len(json.loads((work / "manifest.json").read_text())["segments"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def wait_for_segments(work: Path, proc: subprocess.Popen, count: int) -> None:
     deadline = time.time() + 180
     while time.time() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
-        if len(segment_files(work)) >= count:
+        if finished_segments(work) >= count:
             return
         time.sleep(0.02)
     raise AssertionError("no segments appeared")
