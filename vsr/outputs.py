@@ -259,7 +259,7 @@ def remove_leftovers(output: Path, log: logging.Logger) -> None:
                 log.info("removed %s, left by a killed run (pid %d)", folder / entry, pid)
 
 
-def check_output(input_path: Path, output: Path, provenance: Provenance, force: bool) -> None:
+def check_destination(input_path: Path, output: Path, provenance: Provenance, force: bool) -> None:
     """Refuse an output that is the input, a folder, a foreign file, or another input's upscale."""
     if output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path)):
         raise UsageError(f"{output}: output would overwrite the input; choose another -o")

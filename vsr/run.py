@@ -35,7 +35,7 @@ from vsr.outputs import (
     TAG_KEY,
     OutputLock,
     Provenance,
-    check_output,
+    check_destination,
     default_output,
     identity,
     partial_path,
@@ -109,7 +109,8 @@ def upscale_file(
     """
     log = log or logging.getLogger("vsr")
     output = output or default_output(input_path, plan.scale)
-    if not force and Provenance(output).done(input_path, plan.settings):
+    provenance = Provenance(output)  # the record, else the tag in the file: read once until the lock is held
+    if not force and provenance.done(input_path, plan.settings):
         _tidy_finished(output)
         return RunResult(input_path, output, "skipped", reason="already done with these settings")
     try:
@@ -126,7 +127,7 @@ def upscale_file(
             output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VsrError(f"{output.parent}: cannot create output directory: {exc.strerror or exc}") from None
-    check_output(input_path, output, Provenance(output), force)
+    check_destination(input_path, output, provenance, force)
     if media is not None and media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
         example = default_output(input_path, plan.scale)
         raise UsageError(f"{input_path} is a still image: give an image output such as {example}")
