@@ -106,6 +106,30 @@ class PyAVDecoder(Stage):
             else:
                 return
 
+    def frame_times(self) -> list[int] | None:
+        """Every frame's pts, from the packets alone (sorted: B-frames come out of order).
+
+        None where packets do not tell: a missing timestamp, a stream
+        deinterlaced to field rate (one frame per field), a still image.
+        """
+        media = self.job.media
+        if media is None or media.is_image or media.deinterlace == "field":
+            return None
+        path = self.job.input
+        times: list[int] = []
+        with open_input(path) as container:
+            stream = video_stream(container, path, self.options.video_track)
+            try:
+                for packet in container.demux(stream):
+                    if packet.size:
+                        if packet.pts is None:
+                            return None
+                        times.append(packet.pts)
+            except av.error.FFmpegError:
+                return None  # a damaged file runs as one unit, and fails there with its reason
+        times.sort()
+        return times if len(set(times)) == len(times) else None
+
     def _deinterlacing(self, stream: Any, interlaced: bool) -> str:
         """``"frame"``, ``"field"`` or ``""``: how this stream is deinterlaced (see DecodeOptions.deinterlace)."""
         mode = self.options.deinterlace
@@ -160,6 +184,8 @@ class PyAVDecoder(Stage):
                         yield _SEEK_MISSED
                         return
                     first = False
+                    if job.until_pts is not None and pts >= job.until_pts:  # the next unit's first frame
+                        break
                     if seek and pts <= job.after_pts:  # done by an earlier run
                         continue
                     if not seek and index < job.start_index:  # the same, counted from the start
@@ -174,7 +200,8 @@ class PyAVDecoder(Stage):
                 ) from None
             if index == 0:
                 raise VsrError(f"{path}: no frame could be decoded (truncated or corrupt file)")
-            self._check_complete(stream, 0 if seek else declared, packets[0], last_pts, step, time_base, index)
+            if job.until_pts is None:  # a unit that stops early is complete by definition
+                self._check_complete(stream, 0 if seek else declared, packets[0], last_pts, step, time_base, index)
 
     def _check_complete(
         self, stream: Any, declared: int, packets: int, last_pts: int | None, step: int, tb: Fraction, index: int

@@ -204,6 +204,17 @@ class Report:
             raise VsrError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
 
 
+def failure(input_name: str, exc: Exception) -> Entry:
+    """The report's entry for a file whose run raised ``exc``: one line, whatever it was."""
+    if isinstance(exc, VsrError | UsageError):
+        return Entry(input_name, "failed", error=str(exc))
+    if isinstance(exc, OSError):  # what the file system said
+        return Entry(input_name, "failed", error=f"{exc.filename or input_name}: {exc.strerror or exc}")
+    if os.environ.get("VSR_DEBUG"):
+        raise exc
+    return Entry(input_name, "failed", error=f"{input_name}: internal error: {type(exc).__name__}: {exc}")
+
+
 def run_batch(
     items: list[Item],
     report: Report,
@@ -221,21 +232,10 @@ def run_batch(
             report.interrupted = True
             log.error("%s interrupted: %s", where, item.input)
             return
-        except (VsrError, UsageError) as exc:
-            report.entries.append(Entry(str(item.input), "failed", error=str(exc)))
-            log.error("%s failed: %s", where, exc)
-            continue
-        except OSError as exc:  # what the file system said, as one line
-            message = f"{exc.filename or item.input}: {exc.strerror or exc}"
-            report.entries.append(Entry(str(item.input), "failed", error=message))
-            log.error("%s failed: %s", where, message)
-            continue
-        except Exception as exc:  # a bug in one file's run must not end the batch
-            if os.environ.get("VSR_DEBUG"):
-                raise
-            message = f"internal error: {type(exc).__name__}: {exc}"
-            report.entries.append(Entry(str(item.input), "failed", error=message))
-            log.error("%s failed: %s: %s", where, item.input, message)
+        except Exception as exc:  # a bug in one file's run must not end the batch either
+            entry = failure(str(item.input), exc)
+            report.entries.append(entry)
+            log.error("%s failed: %s", where, entry.error)
             continue
         report.entries.append(Entry.of(result))
         if result.status == "done":

@@ -46,12 +46,15 @@ class RunPlan:
             and what it prepared (the model's weights digest): the settings'
             identity in done-records and resume manifests.
         registry: the plugins' registry the plan was made from.
+        source: the resolved preset, overrides applied: what a worker in
+            another process remakes the plan from (:mod:`vsr.units`).
     """
 
     preset: str
     stages: tuple[StagePlan, ...]
     settings: str
     registry: Registry
+    source: Preset
 
     @property
     def scale(self) -> int:
@@ -75,7 +78,7 @@ def make_plan(registry: Registry, preset: Preset) -> RunPlan:
         stages.append(StagePlan(choice.role, choice.stage, cls, options, cls.prepare(options, registry)))
     parts = [[s.role, s.name, dataclasses.asdict(s.options), dict(s.prepared.identity)] for s in stages]
     settings = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-    return RunPlan(preset.name, tuple(stages), settings, registry)
+    return RunPlan(preset.name, tuple(stages), settings, registry, preset)
 
 
 def plan_run(

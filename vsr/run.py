@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vsr.errors import Interrupted, UsageError, VsrError, WriteError
 from vsr.files import fsync_path
@@ -83,29 +84,41 @@ def unsettled(path: Path, settle: float) -> str:
     return ""
 
 
-def upscale_file(
+@dataclass
+class Claim:
+    """An input this run is to upscale: probed, its destination checked, its output's lock held.
+
+    ``job`` writes into the hidden partial file (:func:`publish` renames it);
+    ``before`` is the input's identity when the work began.
+    """
+
+    job: Job
+    lock: OutputLock
+    before: dict[str, Any]
+
+    @property
+    def media(self) -> MediaInfo:
+        assert self.job.media is not None
+        return self.job.media
+
+
+def claim(
     plan: RunPlan,
     input_path: Path,
     output: Path | None = None,
     *,
     force: bool = False,
     make_parent: bool = False,
-    policy: SegmentPolicy | None = DEFAULT_POLICY,
     settle: float = 0.0,
-    on_start: Callable[[MediaInfo, Path, int], None] | None = None,
-    on_frame: Callable[[int], None] | None = None,
     log: logging.Logger | None = None,
-) -> RunResult:
-    """Upscale ``input_path`` into ``output`` (default: :func:`vsr.outputs.default_output`).
+) -> Claim | RunResult:
+    """Steps 1 to 3 above: a :class:`RunResult` when there is nothing to do (skipped, busy), else a :class:`Claim`.
 
-    ``make_parent``: create the output's folder (a batch mirroring its inputs);
-    ``policy`` cuts videos into resumable segments (None: one piece);
-    ``settle``: seconds an input must have been left unchanged.
+    The caller releases ``claim.lock`` when done with the output.
 
     Raises:
-        VsrError: bad input, unwritable destination, encoding failure.
+        VsrError: bad input, unwritable destination.
         UsageError: output equal to the input, a foreign file in the way.
-        Interrupted: SIGINT/SIGTERM; finished segments are kept for the next run.
     """
     log = log or logging.getLogger("vsr")
     output = output or default_output(input_path, plan.scale)
@@ -122,27 +135,66 @@ def upscale_file(
     job = Job(input=input_path, output=Path(), final_output=output, registry=plan.registry, log=log)
     probing = build_pipeline(plan, job)
     media = probing.probe()  # bad input fails here, before anything is written
+    if media is None:
+        raise VsrError(f"{input_path}: the decoder described nothing")
     if make_parent:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VsrError(f"{output.parent}: cannot create output directory: {exc.strerror or exc}") from None
     check_destination(input_path, output, provenance, force)
-    if media is not None and media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
+    if media.is_image and output.suffix.lower() not in IMAGE_SUFFIXES:
         example = default_output(input_path, plan.scale)
         raise UsageError(f"{input_path} is a still image: give an image output such as {example}")
-    if media is not None and not media.is_image:  # a size the encoder cannot write fails before any upscaling
+    if not media.is_image:  # a size the encoder cannot write fails before any upscaling
         probing.encoder.check_output(media.width * plan.scale, media.height * plan.scale)
     lock = OutputLock(output)
     if not lock.acquire():
         return RunResult(input_path, output, "busy", reason=f"another vsr run (pid {lock.holder()}) is writing it")
     try:
         if not force and Provenance(output).done(input_path, plan.settings):  # finished while we were waiting
+            lock.release()
             return RunResult(input_path, output, "skipped", reason="already done with these settings")
         remove_leftovers(output, log)
-        return _run(plan, replace(job, media=media), policy, on_start, on_frame)
-    finally:
+        before = identity(input_path)
+    except BaseException:
         lock.release()
+        raise
+    metadata = {TAG_KEY: tag_value(input_path, plan.settings)}
+    return Claim(replace(job, media=media, output=partial_path(output), metadata=metadata), lock, before)
+
+
+def upscale_file(
+    plan: RunPlan,
+    input_path: Path,
+    output: Path | None = None,
+    *,
+    force: bool = False,
+    make_parent: bool = False,
+    policy: SegmentPolicy | None = DEFAULT_POLICY,
+    settle: float = 0.0,
+    on_start: Callable[[MediaInfo, Path, int], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    log: logging.Logger | None = None,
+) -> RunResult:
+    """Upscale ``input_path`` into ``output`` (default: :func:`vsr.outputs.default_output`) in this process.
+
+    ``make_parent``: create the output's folder (a batch mirroring its inputs);
+    ``policy`` cuts videos into resumable segments (None: one piece);
+    ``settle``: seconds an input must have been left unchanged.
+
+    Raises:
+        VsrError: bad input, unwritable destination, encoding failure.
+        UsageError: output equal to the input, a foreign file in the way.
+        Interrupted: SIGINT/SIGTERM; finished segments are kept for the next run.
+    """
+    claimed = claim(plan, input_path, output, force=force, make_parent=make_parent, settle=settle, log=log)
+    if isinstance(claimed, RunResult):
+        return claimed
+    try:
+        return _run(plan, claimed, policy, on_start, on_frame)
+    finally:
+        claimed.lock.release()
 
 
 def _tidy_finished(output: Path) -> None:
@@ -157,32 +209,29 @@ def _tidy_finished(output: Path) -> None:
                 lock.release()
 
 
-def _segmenter(encoder: Stage) -> SegmentedEncoder | None:
+def segmenter_of(encoder: Stage) -> SegmentedEncoder | None:
     """``encoder`` if it implements :class:`SegmentedEncoder` and can segment with its options."""
     return encoder if isinstance(encoder, SegmentedEncoder) and encoder.segment_suffix() else None
 
 
 def _run(
     plan: RunPlan,
-    job: Job,
+    claimed: Claim,
     policy: SegmentPolicy | None,
     on_start: Callable[[MediaInfo, Path, int], None] | None,
     on_frame: Callable[[int], None] | None,
 ) -> RunResult:
-    media, output = job.media, job.final_output
-    assert media is not None
-    tmp = partial_path(output)
-    before = identity(job.input)
-    job = replace(job, output=tmp, metadata={TAG_KEY: tag_value(job.input, plan.settings)})
+    job, media = claimed.job, claimed.media
+    output, tmp = job.final_output, job.output
     pipeline = build_pipeline(plan, job)
-    work = WorkDir(output, {"input": before, "settings": plan.settings}, job.log)
-    segmenter = _segmenter(pipeline.encoder) if policy is not None and not media.is_image else None
+    work = WorkDir(output, {"input": claimed.before, "settings": plan.settings}, job.log)
+    segmenter = segmenter_of(pipeline.encoder) if policy is not None and not media.is_image else None
     if segmenter is not None:
         work.open()
         if work.entries:
             job = replace(job, start_index=work.frames_done, after_pts=work.after_pts)
             pipeline = build_pipeline(plan, job, work.carried())
-            segmenter = _segmenter(pipeline.encoder)
+            segmenter = segmenter_of(pipeline.encoder)
             job.log.info("resuming at frame %d (%d segments already done)", job.start_index, len(work.entries))
     sink = None
     if segmenter is not None and policy is not None:
@@ -200,23 +249,7 @@ def _run(
             if not work.entries:
                 raise VsrError(f"{job.input}: no frame to encode")
             segmenter.join(work.segments(), tmp)
-        if not tmp.exists():
-            raise VsrError(f"{output}: the encoder wrote no file")
-        if identity(job.input) != before:
-            work.remove()
-            return RunResult(job.input, output, "busy", reason="the input changed while it was being upscaled")
-        fsync_path(tmp)  # the data is on disk before the name says the file is complete
-        record = {
-            "input": str(job.input.resolve()),
-            "input_identity": before,
-            "fingerprint": plan.settings,
-            "output_size": tmp.stat().st_size,
-            "frames": count,
-            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        write_json(state_path(output, ".json"), record)
-        os.replace(tmp, output)
-        fsync_path(output.parent)
+        changed = publish(plan, claimed, count)
     except (Interrupted, WriteError):
         raise  # finished segments stay for the next run
     except OSError as exc:
@@ -229,4 +262,41 @@ def _run(
         tmp.unlink(missing_ok=True)
     if segmenter is not None:
         work.remove()
+    if changed:
+        return RunResult(job.input, output, "busy", reason="the input changed while it was being upscaled")
     return RunResult(job.input, output, "done", count, time.perf_counter() - start, resumed_at=job.start_index)
+
+
+def publish(plan: RunPlan, claimed: Claim, frames: int) -> bool:
+    """Step 4's end: sync the finished partial file, record it, rename it into place.
+
+    Returns True, publishing nothing, when the input changed meanwhile (the
+    work folder is then removed: its segments are of the old input).
+
+    Raises:
+        VsrError: the encoder wrote nothing.
+        WriteError: the destination failed.
+    """
+    job = claimed.job
+    output, tmp = job.final_output, job.output
+    if not tmp.exists():
+        raise VsrError(f"{output}: the encoder wrote no file")
+    try:
+        if identity(job.input) != claimed.before:
+            shutil.rmtree(state_path(output, ".work"), ignore_errors=True)
+            return True
+        fsync_path(tmp)  # the data is on disk before the name says the file is complete
+        record = {
+            "input": str(job.input.resolve()),
+            "input_identity": claimed.before,
+            "fingerprint": plan.settings,
+            "output_size": tmp.stat().st_size,
+            "frames": frames,
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_json(state_path(output, ".json"), record)
+        os.replace(tmp, output)
+        fsync_path(output.parent)
+    except OSError as exc:
+        raise WriteError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    return False

@@ -67,7 +67,15 @@ class SegmentPolicy:
             return True
         if frame.pts is None or first.pts is None:
             return False
-        return float((frame.pts - first.pts) * frame.time_base) >= self.max_seconds - 1e-9
+        return self.full(first.pts, frame.pts, frame.time_base)
+
+    def full(self, first_pts: int, pts: int, time_base: Fraction) -> bool:
+        """Whether a segment from ``first_pts`` holds its ``max_seconds`` of video before the frame at ``pts``.
+
+        Units cut in advance (:func:`vsr.units.cut_units`) use the same rule,
+        so a run whose checkpoint never fires cuts where they do.
+        """
+        return float((pts - first_pts) * time_base) >= self.max_seconds - 1e-9
 
 
 #: Segments of 60 s of work and at most 10 s of video.
@@ -154,11 +162,14 @@ def _unpack_state(data: bytes) -> dict[str, dict[str, np.ndarray]]:
 class WorkDir:
     """The work folder of one output: finished segments, their carried state, and ``manifest.json``."""
 
-    def __init__(self, output: Path, identity: dict[str, Any], log: logging.Logger) -> None:
+    def __init__(self, output: Path, identity: dict[str, Any], log: logging.Logger, *, in_order: bool = True) -> None:
+        """``in_order``: segments are finished one after another (a single pass); False: units cut in
+        advance (:mod:`vsr.units`) finish in any order, their cuts part of ``identity``."""
         self.dir = state_path(output, ".work")
         self.manifest_path = self.dir / "manifest.json"
         self.identity = identity
         self.log = log
+        self.in_order = in_order
         self.entries: list[dict[str, Any]] = []
 
     def open(self) -> None:
@@ -187,7 +198,8 @@ class WorkDir:
         expected = 0
         for entry in manifest.get("segments", []):
             files = [(entry.get("file"), entry.get("size")), (entry.get("state"), entry.get("state_size"))]
-            if entry.get("first_index") != expected or not all(self._intact(name, size) for name, size in files):
+            in_place = entry.get("first_index") == expected or not self.in_order
+            if not in_place or not all(self._intact(name, size) for name, size in files):
                 return f"segment {entry.get('number')} is missing or damaged"
             expected += int(entry["frames"])
         return None
@@ -210,7 +222,8 @@ class WorkDir:
         return int(self.entries[-1]["last_pts"]) if self.entries else None
 
     def segments(self) -> list[Segment]:
-        """The finished segments, in order."""
+        """The finished segments, in the video's order."""
+        entries = sorted(self.entries, key=lambda e: int(e["first_index"]))
         return [
             Segment(
                 e["number"],
@@ -220,12 +233,12 @@ class WorkDir:
                 e["last_pts"],
                 SegmentTiming(e["first_dts"], Fraction(e["time_base"])),
             )
-            for e in self.entries
+            for e in entries
         ]
 
     def carried(self) -> dict[str, dict[str, np.ndarray]]:
         """The state the stages carried out of the last finished segment ({} when starting afresh)."""
-        if not self.entries:
+        if not self.entries or not self.in_order:
             return {}
         try:
             return _unpack_state((self.dir / self.entries[-1]["state"]).read_bytes())
@@ -268,6 +281,25 @@ def encode_segments(
 
     A segment in progress when this stops early (interrupted, failed) is deleted.
     """
+    return write_segments(frames, encoder, work.dir, policy, work.add, len(work.entries), clock=clock)
+
+
+def write_segments(
+    frames: Iterator[Frame],
+    encoder: SegmentedEncoder,
+    directory: Path,
+    policy: SegmentPolicy,
+    record: Callable[[Segment, State], None],
+    number: int = 0,
+    *,
+    encode_from: int = 0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Frame]:
+    """Encode ``frames`` into segment files in ``directory``, numbered from ``number``; ``record`` each one.
+
+    Frames with an index below ``encode_from`` pass through unencoded: they
+    only prime the stages with memory of a unit that starts mid-video.
+    """
     suffix = encoder.segment_suffix()
     writer: SegmentWriter | None = None
     partial = Path()
@@ -278,19 +310,22 @@ def encode_segments(
     def close() -> None:
         assert writer is not None and first is not None and last is not None and last.pts is not None
         timing = writer.close()
-        final = work.dir / f"seg-{first.index:09d}{suffix}"  # by first frame: unique whatever the cuts
+        final = directory / f"seg-{first.index:09d}{suffix}"  # by first frame: unique whatever the cuts
         fsync_path(partial)
         os.replace(partial, final)
-        work.add(Segment(len(work.entries), final, first.index, count, last.pts, timing), last.carry)
+        record(Segment(number, final, first.index, count, last.pts, timing), last.carry)
 
     try:
         for frame in frames:
+            if frame.index < encode_from:
+                continue
             if writer is not None and first is not None and policy.closes_before(frame, first, clock() - started):
                 close()
-                writer = None
+                writer, number = None, number + 1
             if writer is None:
                 first, count, started = frame, 0, clock()
-                partial = work.dir / f".seg-{frame.index:09d}.partial{suffix}"
+                # the pid keeps a retried unit's file apart from a lost attempt's that may still be writing
+                partial = directory / f".seg-{frame.index:09d}.{os.getpid()}.partial{suffix}"
                 writer = encoder.open_segment(partial, frame)
             writer.write(frame)
             last, count = frame, count + 1
@@ -299,7 +334,7 @@ def encode_segments(
             close()
             writer = None
     except OSError as exc:
-        raise WriteError(f"{work.dir}: cannot write a segment: {exc.strerror or exc}") from None
+        raise WriteError(f"{directory}: cannot write a segment: {exc.strerror or exc}") from None
     finally:
         if writer is not None:  # interrupted or failed mid-segment: nothing of it is kept
             writer.abort()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -73,7 +73,9 @@ class Job:
     ``output`` is where the encoder writes: a temporary path that the runner
     renames to ``final_output`` once the pipeline has finished. A resumed video
     run starts at frame ``start_index``, the first with pts above
-    ``after_pts`` (decoders honour both). Encoders write ``metadata`` into
+    ``after_pts``; a unit of a video cut for several workers (see
+    :mod:`vsr.units`) also stops before the first frame with pts at or above
+    ``until_pts`` (decoders honour all three). Encoders write ``metadata`` into
     the output container's tags (vsr's own ``vsr`` tag is among them).
 
     Each stage receives its own copy, with ``role`` (its place in the
@@ -92,6 +94,7 @@ class Job:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("vsr"))
     start_index: int = 0
     after_pts: int | None = None
+    until_pts: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     role: str = ""
     prepared: Prepared = field(default_factory=Prepared)
@@ -131,6 +134,15 @@ class Stage:
 
         Called once, before the other stages are built, so that bad input is
         refused early and later stages (the encoder) know the source.
+        """
+        return None
+
+    def frame_times(self) -> Sequence[int] | None:
+        """Decoders: the pts of every frame :meth:`process` will yield, in order, from a pass that decodes nothing.
+
+        A decoder that can tell (and honours ``job.until_pts``) lets a video
+        be cut into units that separate workers upscale at once; ``None``, the
+        default, runs the file as one unit.
         """
         return None
 

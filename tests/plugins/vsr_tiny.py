@@ -106,6 +106,9 @@ class Paced(Stage):
     def probe(self):
         return self._decoder().probe()
 
+    def frame_times(self):
+        return self._decoder().frame_times()
+
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         for frame in self._decoder().process(frames):
             time.sleep(self.options.delay)

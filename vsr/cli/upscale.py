@@ -16,9 +16,12 @@ from vsr.batch import Entry, Item, Report, assign_outputs, collect_inputs, run_b
 from vsr.errors import Interrupted, UsageError, VsrError
 from vsr.plan import plan_run
 from vsr.plugins import load_registry
+from vsr.ray_engine import RayEngine
 from vsr.run import RunResult, upscale_file
+from vsr.scaleout import Driver, LocalEngine, parse_devices
 from vsr.segments import CHECKPOINT_SECONDS, SEGMENT_SECONDS, SegmentPolicy
 from vsr.stage import MediaInfo
+from vsr.units import PRIME_FRAMES
 
 log = logging.getLogger("vsr")
 #: Default --settle in batches: an input touched within this many seconds may still be being copied.
@@ -70,6 +73,45 @@ class _Reporter:
             self.next_report = elapsed + 60
             total = f"/{self.total}" if self.total else ""
             log.info("frame %d%s, %.2f fps", count, total, fps)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class _UnitProgress:
+    """Progress of a run on several workers, as units come back: a bar on a terminal, else a line a minute."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.total = self.done = 0
+        self.start = time.perf_counter()
+        self.next_report = 60.0
+        self.progress: Progress | None = None
+        self.task = None
+        if sys.stderr.isatty():
+            self.progress = Progress(
+                TextColumn("upscaling"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[fps]} fps"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("upscale", total=None, fps="-")
+
+    def update(self, worker: str, frames: int, planned: int) -> None:
+        self.total += planned
+        self.done += frames
+        elapsed = time.perf_counter() - self.start
+        fps = f"{self.done / elapsed:.2f}" if elapsed > 0 else "-"
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=self.done, total=self.total or None, fps=fps)
+        elif not self.quiet and elapsed >= self.next_report:
+            self.next_report = elapsed + 60
+            log.info("%d/%d frames, %s fps", self.done, self.total, fps)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -148,6 +190,33 @@ def upscale(
             min=0.0,
         ),
     ] = CHECKPOINT_SECONDS,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            "--devices",
+            help="Where to upscale: all (every GPU when there are several, one worker process each; else this "
+            "process), GPU numbers such as 0,2, cpu, or cpu:N (N CPU worker processes). Files and the segments of "
+            "long files are shared out among the workers.",
+            show_default=False,
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Send the work to a Ray cluster as tasks: its address (host:port, ray://host:port) or auto (the "
+            "cluster this machine belongs to). Inputs and outputs must be on a filesystem every node shares.",
+            show_default=False,
+        ),
+    ] = None,
+    prime_frames: Annotated[
+        int,
+        typer.Option(
+            help="With several workers and temporal smoothing: frames before each segment upscaled (not encoded) "
+            "to prime the smoother.",
+            min=0,
+        ),
+    ] = PRIME_FRAMES,
     settle: Annotated[
         float | None,
         typer.Option(
@@ -162,6 +231,9 @@ def upscale(
 
     Finished outputs are skipped, interrupted ones resume, overlapping runs share the work.
     """
+    if ray is not None and devices is not None:
+        raise UsageError("--ray and --devices exclude each other: the Ray cluster decides the devices")
+    workers = parse_devices(devices) if ray is None else None  # before anything starts a backend
     registry = load_registry()
     plan = plan_run(
         registry, preset, overrides=set_, model=model, smooth=smooth, video_track=video_track
@@ -203,7 +275,25 @@ def upscale(
     for entry in missing + clashes:
         log.error("failed: %s", entry.error)
     try:
-        if batch:
+        if ray is not None or workers:
+            engine = RayEngine(ray) if ray is not None else LocalEngine(workers or [])
+            log.info("%d files to consider, on %s", len(items) + len(clashes), engine.description)
+            progress = _UnitProgress(quiet)
+            driver = Driver(
+                plan,
+                engine,
+                force=force,
+                policy=policy,
+                prime=prime_frames,
+                settle=wait,
+                log=job_log if not batch else log,
+                on_unit=progress.update,
+            )
+            try:
+                driver.run(items, result_report)
+            finally:
+                progress.close()
+        elif batch:
             log.info("%d files to consider", len(items) + len(clashes))
             run_batch(items, result_report, process, log)
         elif items:

@@ -1,0 +1,198 @@
+"""Units of work: a video cut in advance at fixed frames, and what one worker does with one unit.
+
+A run on several workers (:mod:`vsr.scaleout`: local devices, or a Ray
+cluster) cuts each video where a single pass would close its segments when
+no checkpoint fires (:meth:`vsr.segments.SegmentPolicy.full`): every
+``--segment`` seconds of video, counted from the frame times the decoder reads
+off the packets (:meth:`vsr.stage.Stage.frame_times`, no decoding). Each unit
+is one segment file, written by whichever worker takes it; the driver records
+it in the work folder's manifest and joins the segments once all are done,
+exactly as a single pass would. A file whose decoder cannot tell its frame
+times, an image, or an encoder that cannot segment runs as one unit.
+
+Stages with memory (the temporal smoother) start a unit without the history
+of the frames before it. So a unit first runs the last ``prime`` frames of
+the previous unit through every stage but the encoder, which drops them
+(:func:`vsr.segments.write_segments`' ``encode_from``). Sequential runs carry
+the exact history instead (:mod:`vsr.segments`).
+
+Workers remake the plan from the resolved preset the driver sends and check
+that it hashes to the driver's settings, so a worker with other model
+weights, plugins or vsr version refuses its unit rather than write a
+different picture into the same file. The plan, and with it the built network,
+is kept for the worker's next units.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+from vsr.errors import VsrError
+from vsr.pipeline import build_pipeline
+from vsr.plan import RunPlan, make_plan
+from vsr.presets import Preset
+from vsr.segments import Segment, SegmentPolicy, State, write_segments
+from vsr.stage import Job, MediaInfo
+
+#: Frames a unit upscales before its first, to prime stages with memory (not encoded).
+PRIME_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Frames ``first_index`` to ``first_index + frames - 1`` of a video: one segment file.
+
+    ``after_pts``/``until_pts``: the pts of the frame before it and of the
+    next unit's first frame (None at the ends). Decoding starts earlier, at
+    frame ``prime_index`` (the first after ``prime_after_pts``), to prime the
+    stages with memory.
+    """
+
+    number: int
+    first_index: int
+    frames: int
+    until_pts: int | None
+    prime_index: int
+    prime_after_pts: int | None
+
+
+def cut_units(times: Sequence[int], time_base: Fraction, policy: SegmentPolicy, prime: int) -> list[Unit]:
+    """Cut a video whose frames have pts ``times`` (in order) where ``policy`` closes segments by video time."""
+    starts = [0]
+    for index in range(1, len(times)):
+        if policy.full(times[starts[-1]], times[index], time_base):
+            starts.append(index)
+    units = []
+    for number, first in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(times)
+        primed = max(0, first - prime)
+        units.append(
+            Unit(
+                number,
+                first,
+                end - first,
+                times[end] if end < len(times) else None,
+                primed,
+                times[primed - 1] if primed else None,
+            )
+        )
+    return units
+
+
+def cuts_digest(units: Sequence[Unit]) -> str:
+    """What identifies the cuts in a work folder's manifest (a resume with other cuts starts afresh)."""
+    text = ",".join(f"{u.first_index}:{u.frames}:{u.prime_index}" for u in units)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class UnitRequest:
+    """Everything a worker needs for one unit; plain data, sent to other processes and machines.
+
+    ``unit`` None: the whole file in one go, written to ``job.output`` (the
+    partial file the driver publishes); else one segment into ``work_dir``.
+    """
+
+    preset: Preset
+    settings: str
+    input: Path
+    output: Path
+    partial: Path
+    media: MediaInfo
+    metadata: dict[str, str]
+    unit: Unit | None = None
+    work_dir: Path = Path()
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a worker did: ``frames`` encoded in ``seconds`` by ``worker``; the segment of a segment unit."""
+
+    frames: int
+    seconds: float
+    worker: str
+    segment: Segment | None = None
+
+
+#: This worker's plans, by settings hash: the plan (and so the built network) outlives one unit.
+_PLANS: dict[str, RunPlan] = {}
+
+
+def worker_plan(preset: Preset, settings: str) -> RunPlan:
+    """The driver's plan, remade in this worker; refused when it resolves differently here."""
+    plan = _PLANS.get(settings)
+    if plan is None:
+        from vsr.plugins import load_registry
+
+        plan = make_plan(load_registry(), preset)
+        if plan.settings != settings:
+            raise VsrError(
+                f"worker {worker_name()}: preset {preset.name!r} resolves to other settings here than on the "
+                "driver (other model weights, plugins or vsr version); give every worker the same"
+            )
+        _PLANS.clear()
+        _PLANS[settings] = plan
+    return plan
+
+
+def worker_name() -> str:
+    """The device label a local worker was given (``gpu1``, ``cpu0``), else ``host:pid``."""
+    return os.environ.get("VSR_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_unit(request: UnitRequest) -> UnitResult:
+    """Upscale one unit; called in a worker process (a local device's, or a Ray task's).
+
+    Raises:
+        VsrError: bad input, a failing encoder (``WriteError``: the destination).
+    """
+    plan = worker_plan(request.preset, request.settings)
+    job = Job(
+        input=request.input,
+        output=request.partial,
+        final_output=request.output,
+        registry=plan.registry,
+        media=request.media,
+        log=logging.getLogger("vsr.job"),
+        metadata=request.metadata,
+    )
+    start = time.perf_counter()
+    unit = request.unit
+    if unit is None:
+        frames = sum(1 for _ in build_pipeline(plan, job).frames())
+        return UnitResult(frames, time.perf_counter() - start, worker_name())
+    job = replace(job, start_index=unit.prime_index, after_pts=unit.prime_after_pts, until_pts=unit.until_pts)
+    pipeline = build_pipeline(plan, job)
+    from vsr.run import segmenter_of
+
+    encoder = segmenter_of(pipeline.encoder)
+    if encoder is None:
+        raise VsrError(f"{request.input}: the encoder cannot write segments with these options")
+    done: list[Segment] = []
+
+    def record(segment: Segment, carry: State) -> None:
+        done.append(segment)
+
+    whole = SegmentPolicy(checkpoint=float("inf"), max_seconds=float("inf"))
+    sink = functools.partial(
+        write_segments,
+        encoder=encoder,
+        directory=request.work_dir,
+        policy=whole,
+        record=record,
+        number=unit.number,
+        encode_from=unit.first_index,
+    )
+    frames = sum(1 for _ in pipeline.frames(sink))
+    if not done:
+        raise VsrError(f"{request.input}: frames {unit.first_index}+ of unit {unit.number} could not be decoded")
+    return UnitResult(frames, time.perf_counter() - start, worker_name(), done[0])
