@@ -131,6 +131,21 @@ def parse_devices(spec: str | None) -> list[Device] | None:
     return [Device(int(i)) for i in ids]
 
 
+class _Once(logging.Filter):
+    """A worker says each thing once, not once per unit (an HDR warning, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def _start_worker(devices: Any, level: int) -> None:
     """A local worker's first act: take a device, before any backend is imported, and quiet its signals."""
     device: Device = devices.get()
@@ -146,6 +161,7 @@ def _start_worker(devices: Any, level: int) -> None:
     logger = logging.getLogger("vsr")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(f"vsr: [{os.environ['VSR_WORKER']}] %(message)s"))
+    handler.addFilter(_Once())
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
