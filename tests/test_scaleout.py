@@ -105,6 +105,25 @@ def test_local_workers_match_a_single_process(tmp_path: Path, folder: Path, refe
     assert {e["status"] for e in _report(report).values()} == {"skipped"}
 
 
+@pytest.mark.parametrize(
+    ("option", "message", "code"),
+    [
+        (["--devices", "cpu:0"], "give cpu:N with N from 1 to 256", 2),
+        (["--devices", "7"], "no GPU 7 here", 2),
+        (["--devices", "fast"], "give all, cpu, cpu:N, or GPU numbers", 2),
+        (["--ray", "auto", "--devices", "cpu:2"], "exclude each other", 2),
+        (["--ray", "127.0.0.1:1"], "no Ray cluster answers there", 1),
+    ],
+)
+def test_bad_worker_options_are_one_line(tmp_path: Path, folder: Path, option: list[str], message: str, code: int):
+    if option[0] == "--ray" and len(option) == 2 and importlib.util.find_spec("ray") is None:
+        message, code = "needs Ray", 2
+    run = run_vsr("upscale", str(folder / "b.mp4"), "-o", str(tmp_path / "o.mp4"), *TINY, *option)
+    assert run.returncode == code
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_lost_local_worker_fails_its_files_and_the_next_run_resumes(tmp_path: Path, folder: Path, reference: Path):
     src = tmp_path / "in"
     src.mkdir()

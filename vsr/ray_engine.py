@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from concurrent.futures import Future
 from typing import Any
 
+from vsr.backend import quiet_native_stderr
 from vsr.errors import UsageError, VsrError
 from vsr.units import UnitRequest, UnitResult, run_unit
 
@@ -34,6 +36,22 @@ def _ray_unit(request: UnitRequest, threads: int) -> UnitResult:
     return run_unit(request)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an address where nothing listens (Ray itself would retry for minutes)."""
+    if address == "auto":
+        return  # Ray finds this machine's cluster, or says at once that there is none
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address}: give auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise VsrError(
+            f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head`, or give its address"
+        ) from None
+
+
 class RayEngine:
     """Units as tasks on the Ray cluster at ``address`` (``auto``: the one this machine belongs to)."""
 
@@ -43,15 +61,17 @@ class RayEngine:
         except ImportError:
             raise UsageError("--ray needs Ray: pip install 'vsr[ray]'") from None
         self.ray = ray
+        _check_reachable(address)
         env = {name: os.environ[name] for name in FORWARDED if name in os.environ}
         try:
-            ray.init(
-                address=address,
-                runtime_env={"env_vars": env},
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-                configure_logging=True,
-            )
+            with quiet_native_stderr():  # Ray's C++ start-up lines; failures come back as exceptions
+                ray.init(
+                    address=address,
+                    runtime_env={"env_vars": env},
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                    configure_logging=True,
+                )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VsrError(f"--ray {address}: cannot connect to a Ray cluster: {first}") from None
