@@ -25,21 +25,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_resume import cpu
-
-
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode:
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr}")
-    return time.perf_counter() - start
+from bench_resume import cpu, timed
 
 
 def main() -> None:
