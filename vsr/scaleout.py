@@ -268,6 +268,9 @@ class Driver:
                 file.claimed.lock.release()
                 report.entries.append(Entry(str(file.item.input), "interrupted", error=str(exc)))
             self.open.clear()
+        except BaseException:
+            self.engine.close(cancel=True)  # a bug: stop the workers rather than wait for them
+            raise
         else:
             self.engine.close(cancel=False)
         report.entries[first:] = sorted(report.entries[first:], key=lambda e: order.get(e.input, len(order)))
