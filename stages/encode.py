@@ -45,6 +45,46 @@ _SPEED_OPTION = {
     "libaom-av1": "cpu-used",
     "libvpx-vp9": "cpu-used",
 }
+#: What ``crf`` and ``speed`` may be, per encoder (checked before any model is built).
+_CRF_RANGE = {
+    "libx264": (0, 51),
+    "libx265": (0, 51),
+    "libsvtav1": (1, 63),
+    "libaom-av1": (0, 63),
+    "libvpx-vp9": (0, 63),
+}
+_X26X_SPEEDS = "ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split()
+_NUMERIC_SPEED = {"libsvtav1": (-2, 13), "libaom-av1": (0, 9), "libvpx-vp9": (-16, 16)}
+_TUNES = {
+    "libx264": {"film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"},
+    "libx265": {"psnr", "ssim", "grain", "zerolatency", "fastdecode", "animation"},
+}
+#: Encoder options a preset may pass on (``[encode] options``). A preset is a file people download and share: no
+#: option that names a file or another output (stats, passlogfile, pass flags, format overrides) is allowed.
+ALLOWED_OPTIONS = frozenset(
+    "profile level qp b minrate maxrate bufsize g keyint_min bf refs sc_threshold aq-mode aq-strength psy psy-rd "
+    "deblock rc-lookahead threads x264-params x265-params svtav1-params row-mt tile-columns tile-rows "
+    "lag-in-frames deadline slices slicecrc coder context".split()
+)
+#: Keys of x264-params/x265-params/svtav1-params that read or write files.
+_FILE_PARAMS = frozenset(
+    "dump-yuv stats pass qpfile tcfile-in tcfile-out input-csv csv csv-log-level analysis-save analysis-load "
+    "analysis-reuse-file recon zonefile dolby-vision-rpu hdr10-opt-file fgs-table stat-file input-stat-file "
+    "output-stat-file pass1 pass2 passlogfile log-file".split()
+)
+
+
+def _option_problem(key: str, value: str) -> str | None:
+    """Why an ``[encode] options`` entry is refused, or None."""
+    if key not in ALLOWED_OPTIONS:
+        allowed = ", ".join(sorted(ALLOWED_OPTIONS))
+        return f"encoder option {key!r} is not allowed in presets (allowed: {allowed})"
+    if key.endswith("-params"):
+        for item in str(value).split(":"):
+            name = item.partition("=")[0].strip().lower()
+            if name in _FILE_PARAMS:
+                return f"encoder option {key} may not carry {name!r}: it names a file"
+    return None
 
 
 @dataclass
@@ -54,13 +94,14 @@ class EncodeOptions:
     crf: int | None = 18
     """Constant-quality level (lower is better); none leaves the encoder's default."""
     speed: str | int | None = "medium"
-    """Encoder speed preset (x264/x265 names, SVT-AV1 numbers); none for the default."""
+    """Encoder speed preset (x264/x265 names; SVT-AV1, AV1 and VP9 numbers, where "medium" means the encoder's
+    default); none for the default."""
     pix_fmt: str = "yuv420p"
     """Output pixel format; yuv420p10le for 10-bit."""
     tune: str | None = None
     """x264/x265 tune, e.g. animation, film, grain."""
     options: dict[str, str] = field(default_factory=dict)
-    """Further encoder options, passed to FFmpeg as they are."""
+    """Further encoder options (an allow-list: ALLOWED_OPTIONS; none that names a file), passed to FFmpeg."""
     copy_streams: bool = True
     """Copy audio, subtitle and attachment streams of the input unchanged."""
 
@@ -75,6 +116,20 @@ class EncodeOptions:
             av.VideoFormat(self.pix_fmt)
         except (ValueError, av.error.FFmpegError):
             return f"unknown pixel format {self.pix_fmt!r}"
+        low, high = _CRF_RANGE.get(self.codec, (0, 63))
+        if self.crf is not None and not low <= self.crf <= high:
+            return f"crf {self.crf} is outside {low}..{high} for {self.codec}"
+        if self.codec in ("libx264", "libx265") and self.speed is not None and self.speed not in _X26X_SPEEDS:
+            return f"speed {self.speed!r} is not one of {self.codec}'s: {', '.join(_X26X_SPEEDS)}"
+        if self.codec in _NUMERIC_SPEED and self.speed not in (None, "medium"):  # medium: the encoder's default
+            low, high = _NUMERIC_SPEED[self.codec]
+            if type(self.speed) is not int or not low <= self.speed <= high:
+                return f"speed for {self.codec} is a number from {low} to {high}, not {self.speed!r}"
+        if self.tune is not None and self.codec in _TUNES and self.tune not in _TUNES[self.codec]:
+            return f"tune {self.tune!r} is not one of {self.codec}'s: {', '.join(sorted(_TUNES[self.codec]))}"
+        for key, value in self.options.items():
+            if (problem := _option_problem(str(key), str(value))) is not None:
+                return problem
         return None
 
 
@@ -158,7 +213,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         codec_options = {}
         if opts.crf is not None and opts.codec in _CRF_OPTION:
             codec_options[_CRF_OPTION[opts.codec]] = str(opts.crf)
-        if opts.speed is not None and opts.codec in _SPEED_OPTION:
+        numeric_default = opts.codec in _NUMERIC_SPEED and opts.speed == "medium"  # "medium": the encoder's own
+        if opts.speed is not None and opts.codec in _SPEED_OPTION and not numeric_default:
             codec_options[_SPEED_OPTION[opts.codec]] = str(opts.speed)
         if opts.tune:
             codec_options["tune"] = opts.tune

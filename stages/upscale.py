@@ -37,8 +37,10 @@ class UpscaleOptions:
             return "tile and tile_pad must be >= 0"
         if self.tile != "auto" and 0 < self.tile < 16:
             return "tile must be 0 (off) or at least 16"
-        if self.batch != "auto" and self.batch < 1:
-            return "batch must be >= 1"
+        if self.batch != "auto" and not 1 <= self.batch <= 64:
+            return "batch must be from 1 to 64"
+        if (self.tile != "auto" and self.tile > 8192) or (self.tile_pad != "auto" and self.tile_pad > 512):
+            return "tile must be at most 8192 and tile_pad at most 512"
         return None
 
 

@@ -35,3 +35,15 @@ class Interrupted(VsrError):
 
 class WriteError(VsrError):
     """Writing the output failed (full disk, unwritable destination); the work done so far is kept."""
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): what vsr prints is one honest line.
+
+    Messages quote names from files (a checkpoint's module names and keys, a
+    file name); a newline or a terminal escape in one must not forge a second
+    line or hide the rest.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

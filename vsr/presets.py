@@ -109,6 +109,8 @@ def parse_value(raw: str) -> Any:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    except RecursionError:
+        raise UsageError(f"value {raw[:40]!r}... is nested too deeply") from None
 
 
 def read_preset(path: Path, name: str | None = None) -> Preset:
@@ -121,6 +123,8 @@ def read_preset(path: Path, name: str | None = None) -> Preset:
         raise UsageError(f"cannot read preset {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"preset {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"preset {path} is nested too deeply to be a preset") from None
     description = data.pop("description", "")
     unknown = sorted(k for k in data if k not in ROLES or not isinstance(data[k], dict))
     if unknown:

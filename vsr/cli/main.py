@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
 
 from vsr import __version__
 from vsr.cli import listing, metrics, models, sample, train, upscale
-from vsr.errors import Interrupted, VsrError
+from vsr.errors import Interrupted, VsrError, printable
 
 app = typer.Typer(
     name="vsr",
@@ -57,7 +57,7 @@ def _root(
 class _LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = "vsr: " if record.levelno < logging.WARNING else f"vsr: {record.levelname.lower()}: "
-        return prefix + record.getMessage()
+        return prefix + printable(record.getMessage())
 
 
 def _setup_logging() -> None:
@@ -77,7 +77,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"vsr: error: {message}", file=sys.stderr)
+    print(f"vsr: error: {printable(message)}", file=sys.stderr)
     return code
 
 

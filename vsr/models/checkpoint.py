@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from vsr.errors import VsrError
-from vsr.models.converted import ConvertedModel
-from vsr.models.pth import CheckpointError, Tensor, read_checkpoint
+from vsr.models.converted import ConvertedModel, check_architecture
+from vsr.models.pth import MAX_IMPORT_BYTES, CheckpointError, Tensor, read_checkpoint, small_ints
 
 WRAPPERS = ("params_ema", "params", "state_dict")
 PREFIXES = ("module.", "_orig_mod.")
@@ -70,7 +70,10 @@ def state_dict_of(obj: Any, source: str) -> dict[str, np.ndarray]:
     for prefix in PREFIXES:
         if all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
-    return {k: v.numpy() for k, v in tensors.items()}
+    try:
+        return {k: v.numpy() for k, v in tensors.items()}
+    except CheckpointError as exc:
+        raise type(exc)(f"{source}: {exc}") from None
 
 
 class _Mapper:
@@ -218,32 +221,52 @@ SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8", "
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """A ``.safetensors`` file: an 8-byte header length, a JSON header, then raw little-endian data."""
+    """A ``.safetensors`` file: an 8-byte header length, a JSON header, then raw little-endian data.
+
+    Every array made counts against the import's memory budget
+    (:data:`vsr.models.pth.MAX_IMPORT_BYTES`), so entries that overlap the
+    same bytes cannot multiply a small file into gigabytes.
+    """
     try:
+        size = path.stat().st_size
+        if size > MAX_IMPORT_BYTES:
+            raise CheckpointError(f"{path}: {size >> 20} MB; larger than any ESRGAN-family model")
         data = path.read_bytes()
     except OSError as exc:
         raise VsrError(f"cannot read {path}: {exc.strerror or exc}") from None
+    spent = 0
     try:
         (length,) = struct.unpack("<Q", data[:8])
-        if length > len(data) - 8:
+        if length > min(len(data) - 8, 16 << 20):
             raise ValueError("header longer than the file")
         header = json.loads(data[8 : 8 + length])
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
         body = memoryview(data)[8 + length :]
-        tensors = {}
-        for name, info in header.items():
+        entries = []
+        for name, info in header.items():  # everything checked, and the memory counted, before any copy
             if name == "__metadata__":
                 continue
             dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]])
-            start, end = (int(x) for x in info["data_offsets"])
-            shape = tuple(int(s) for s in info["shape"])
+            start, end = info["data_offsets"]
+            shape = info["shape"]
+            if not (small_ints(shape) and type(start) is int and type(end) is int):
+                raise ValueError(f"tensor {name[:60]!r} has a malformed shape or offsets")
             if not 0 <= start <= end <= len(body) or end - start != math.prod(shape) * dtype.itemsize:
-                raise ValueError(f"tensor {name!r} does not fit the file")
+                raise ValueError(f"tensor {name[:60]!r} does not fit the file")
+            spent += math.prod(shape) * 4
+            if spent > MAX_IMPORT_BYTES:
+                raise CheckpointError(f"{path}: needs over {MAX_IMPORT_BYTES >> 20} MB for its tensors")
+            entries.append((name, info, dtype, start, end, shape))
+        tensors = {}
+        for name, info, dtype, start, end, shape in entries:
             array = np.frombuffer(body[start:end], dtype=dtype).reshape(shape)
             if info["dtype"] == "BF16":
                 array = (array.astype(np.uint32) << 16).view(np.float32)
             tensors[name] = array.astype(np.float32) if array.dtype.kind == "f" else array.copy()
-    except (ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
-        raise CheckpointError(f"{path}: damaged or truncated safetensors file ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, struct.error, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise CheckpointError(f"{path}: damaged or truncated safetensors file ({reason})") from None
     for prefix in PREFIXES:
         if tensors and all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
@@ -270,7 +293,10 @@ def convert_file(path: Path) -> tuple[ConvertedModel, str]:
 
     suffix = path.suffix.lower()
     if suffix in (".param", ".bin"):
-        return convert_ncnn(*ncnn_pair(path)), "ncnn"
-    if suffix == ".safetensors":
-        return convert_state_dict(read_safetensors(path), str(path)), "safetensors"
-    return convert_state_dict(state_dict_of(read_checkpoint(path), str(path)), str(path)), "pytorch"
+        converted, kind = convert_ncnn(*ncnn_pair(path)), "ncnn"
+    elif suffix == ".safetensors":
+        converted, kind = convert_state_dict(read_safetensors(path), str(path)), "safetensors"
+    else:
+        converted, kind = convert_state_dict(state_dict_of(read_checkpoint(path), str(path)), str(path)), "pytorch"
+    check_architecture(converted, str(path))  # before anything builds it: a 360 GB kernel is refused here
+    return converted, kind

@@ -25,6 +25,7 @@ import numpy as np
 
 from vsr.errors import VsrError
 from vsr.models.converted import ConvertedModel
+from vsr.models.pth import MAX_IMPORT_BYTES
 
 MAGIC = "7767517"
 TAG_FLOAT16 = 0x01306B47
@@ -41,9 +42,20 @@ class NcnnLayer:
     outputs: list[str]
     params: dict[int, str]
     weights: list[np.ndarray] = field(default_factory=list)
+    source: str = "<param>"
 
-    def param_int(self, key: int, default: int = 0) -> int:
-        return int(self.params.get(key, default))
+    def param_int(self, key: int, default: int = 0, low: int = 0, high: int = 1 << 20) -> int:
+        """Integer parameter ``key``, refused (one line) unless it lies in ``low..high``."""
+        raw = self.params.get(key, default)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise VsrError(
+                f"{self.source}: layer {self.name[:60]!r}: parameter {key} is not an integer ({str(raw)[:20]!r})"
+            ) from None
+        if not low <= value <= high:
+            raise VsrError(f"{self.source}: layer {self.name[:60]!r}: parameter {key}={value} is outside {low}..{high}")
+        return value
 
 
 def parse_param(text: str, source: str = "<param>") -> list[NcnnLayer]:
@@ -60,6 +72,8 @@ def parse_param(text: str, source: str = "<param>") -> list[NcnnLayer]:
         parts = line.split()
         try:
             n_in, n_out = int(parts[2]), int(parts[3])
+            if not (0 <= n_in <= 64 and 0 <= n_out <= 64):
+                raise ValueError("blob count")
             blobs = parts[4 : 4 + n_in + n_out]
             params: dict[int, str] = {}
             for item in parts[4 + n_in + n_out :]:
@@ -67,7 +81,7 @@ def parse_param(text: str, source: str = "<param>") -> list[NcnnLayer]:
                 params[int(key)] = value
         except (IndexError, ValueError):
             raise VsrError(f"{source}:{lineno}: malformed ncnn layer line") from None
-        layers.append(NcnnLayer(parts[0], parts[1], blobs[:n_in], blobs[n_in:], params))
+        layers.append(NcnnLayer(parts[0], parts[1], blobs[:n_in], blobs[n_in:], params, source=source))
     if len(layers) != layer_count:
         raise VsrError(f"{source}: header announces {layer_count} layers, found {len(layers)}")
     return layers
@@ -107,6 +121,8 @@ def read_ncnn(param_path: Path, bin_path: Path) -> list[NcnnLayer]:
     PReLU slopes as ``(1, 1, C)`` arrays.
     """
     try:
+        if param_path.stat().st_size > 1 << 20 or bin_path.stat().st_size > MAX_IMPORT_BYTES:
+            raise VsrError(f"{param_path}: larger than any ESRGAN-family model")
         text = param_path.read_text(encoding="ascii")
         data = bin_path.read_bytes()
     except (OSError, UnicodeDecodeError) as exc:
@@ -115,11 +131,11 @@ def read_ncnn(param_path: Path, bin_path: Path) -> list[NcnnLayer]:
     reader = _Reader(data, str(bin_path))
     for layer in layers:
         if layer.type == "Convolution":
-            out_ch = layer.param_int(0)
-            kernel = layer.param_int(1)
+            out_ch = layer.param_int(0, low=1, high=4096)
+            kernel = layer.param_int(1, low=1, high=7)
             if layer.param_int(11, kernel) != kernel or layer.param_int(3, 1) != 1 or layer.param_int(2, 1) != 1:
                 raise VsrError(f"{param_path}: {layer.name}: only square, stride-1, undilated convs are supported")
-            size = layer.param_int(6)
+            size = layer.param_int(6, low=1, high=MAX_IMPORT_BYTES // 4)
             in_ch = size // (out_ch * kernel * kernel)
             if in_ch * out_ch * kernel * kernel != size:
                 raise VsrError(f"{param_path}: {layer.name}: weight size does not match its shape")
@@ -128,7 +144,7 @@ def read_ncnn(param_path: Path, bin_path: Path) -> list[NcnnLayer]:
             if layer.param_int(5):
                 layer.weights.append(reader.float32(out_ch))
         elif layer.type == "PReLU":
-            channels = layer.param_int(0)
+            channels = layer.param_int(0, low=1, high=4096)
             layer.weights.append(reader.float32(channels).reshape(1, 1, channels))
         elif layer.type in {"InnerProduct", "ConvolutionDepthWise", "Deconvolution", "BatchNorm", "Scale"}:
             raise VsrError(f"{param_path}: layer type {layer.type} is not part of an ESRGAN-family network")
@@ -160,7 +176,7 @@ def convert(param_path: Path, bin_path: Path) -> ConvertedModel:
 def _convert_srvgg(layers: list[NcnnLayer], convs: list[NcnnLayer], source: Path) -> ConvertedModel:
     prelus = [layer for layer in layers if layer.type == "PReLU"]
     shuffle = next(layer for layer in layers if layer.type == "PixelShuffle")
-    upscale = shuffle.param_int(0)
+    upscale = shuffle.param_int(0, low=1, high=8)
     num_conv = len(convs) - 2
     if len(prelus) != num_conv + 1:
         raise VsrError(f"{source}: compact model with {len(convs)} convs but {len(prelus)} PReLUs")

@@ -49,8 +49,15 @@ from vsr.errors import VsrError
 
 #: Largest ``data.pkl`` we unpickle: real checkpoints' are a few hundred kB.
 MAX_PICKLE_BYTES = 64 << 20
-#: Largest total of storage bytes in one checkpoint (ESRGAN-family models are < 100 MB).
-MAX_STORAGE_BYTES = 2 << 30
+#: Most memory an import may spend on tensor data, counting the storages read *and* every array made from them
+#: (the largest real ESRGAN-family checkpoints hold about 67 MB of float32 weights, twice with params + params_ema).
+MAX_IMPORT_BYTES = 256 << 20
+#: Most opcodes in one pickle, and most calls it may make (a real state dict: a few thousand tensors).
+MAX_PICKLE_OPS = 2_000_000
+MAX_PICKLE_CALLS = 100_000
+#: Tensors have at most this many dimensions, each at most this long.
+MAX_DIMS = 8
+MAX_DIM = 1 << 32
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -87,12 +94,27 @@ class _StorageType:
         return STORAGE_DTYPES[self.name]
 
 
+class _Budget:
+    """What one import has allocated for tensor data, capped at :data:`MAX_IMPORT_BYTES`."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def spend(self, nbytes: int) -> None:
+        self.total += nbytes
+        if self.total > MAX_IMPORT_BYTES:
+            raise CheckpointError(
+                f"needs over {MAX_IMPORT_BYTES >> 20} MB for its tensors; not an ESRGAN-family model (or hostile)"
+            )
+
+
 @dataclass
 class _Storage:
-    """A storage: its type, declared element count, and its elements once read."""
+    """A storage: its type, declared element count, its elements once read, and the import's memory budget."""
 
     kind: _StorageType
     numel: int
+    budget: _Budget
     data: np.ndarray | None = None
 
 
@@ -110,7 +132,8 @@ class Tensor:
         data = self.storage.data
         if data is None:
             raise CheckpointError("tensor data missing (truncated file?)")
-        count = math.prod(self.shape)
+        count = math.prod(self.shape)  # small ints only (see _rebuild_tensor)
+        self.storage.budget.spend(count * 4)  # the float32 copy made below, counted per tensor (views share storage)
         if count:
             last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
             if last >= data.size or count > data.size:
@@ -124,22 +147,25 @@ class Tensor:
         array = np.ascontiguousarray(view)
         if self.storage.kind.name == "BFloat16Storage":
             return (array.astype(np.uint32) << 16).view(np.float32)
-        return array.astype(np.float32) if array.dtype.kind == "f" else array
+        return array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> Tensor:
     """``torch._utils._rebuild_tensor_v2``: a strided view into ``storage``."""
     if not isinstance(storage, _Storage):
         raise CheckpointError("tensor without a storage")
-    try:
-        shape = tuple(int(s) for s in size)
-        strides = tuple(int(s) for s in stride)
-        start = int(offset)
-    except (TypeError, ValueError):
-        raise CheckpointError("tensor with a malformed shape") from None
-    if len(shape) != len(strides) or start < 0 or min((*shape, *strides, 0)) < 0:
-        raise CheckpointError(f"tensor with a malformed shape {shape} / stride {strides}")
-    return Tensor(storage, start, shape, strides)
+    # types and sizes first: a 16 MB integer or a million-long "shape" must cost nothing
+    if not (small_ints(size) and small_ints(stride) and len(size) == len(stride) and small_int(offset)):
+        raise CheckpointError("tensor with a malformed shape, stride or offset")
+    return Tensor(storage, offset, tuple(size), tuple(stride))
+
+
+def small_int(value: Any) -> bool:
+    return type(value) is int and 0 <= value < MAX_DIM
+
+
+def small_ints(values: Any) -> bool:
+    return type(values) in (tuple, list) and len(values) <= MAX_DIMS and all(small_int(v) for v in values)
 
 
 def _rebuild_parameter(data: Any, *_: Any) -> Any:
@@ -154,8 +180,8 @@ def _ordered_dict(*args: Any) -> dict[Any, Any]:
 
 
 def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
-    """``_codecs.encode``: how protocol-2 pickles write ``bytes``."""
-    if not isinstance(text, str) or encoding != "latin1":
+    """``_codecs.encode``: how protocol-2 pickles write ``bytes`` (numpy scalars' few bytes, in checkpoints)."""
+    if type(text) is not str or encoding != "latin1" or len(text) > 4096:
         raise CheckpointError("unexpected _codecs.encode call")
     return text.encode("latin1")
 
@@ -206,6 +232,7 @@ class _Unpickler(pickle._Unpickler):
     def __init__(self, file: BinaryIO, on_storage: Callable[[_StorageType, str, int], _Storage]) -> None:
         super().__init__(file)
         self._on_storage = on_storage
+        self.calls = 0
 
     def find_class(self, module: str, name: str) -> Any:
         found = SAFE_GLOBALS.get((module, name))
@@ -232,6 +259,36 @@ class _Unpickler(pickle._Unpickler):
 
     dispatch[pickle.BUILD[0]] = load_build
 
+    # Dict keys are hashed as they are set: a deep structure of shared tuples costs 2**depth there, inside
+    # one C call that no signal interrupts. Checkpoints key dicts by short strings (and small ints).
+    def _check_keys(self, items: list[Any]) -> None:
+        for key in items[::2]:
+            if not (type(key) is str and len(key) <= 4096) and not (type(key) is int and key.bit_length() <= 64):
+                raise CheckpointError(f"dict key of type {type(key).__name__} in the pickle; not a checkpoint")
+
+    def load_setitem(self) -> None:
+        self._check_keys(self.stack[-2:])
+        pickle._Unpickler.load_setitem(self)
+
+    def load_setitems(self) -> None:
+        self._check_keys(self.stack)  # after MARK, the stack holds just the items
+        pickle._Unpickler.load_setitems(self)
+
+    def load_dict(self) -> None:
+        self._check_keys(self.stack)
+        pickle._Unpickler.load_dict(self)
+
+    def load_reduce(self) -> None:
+        self.calls += 1
+        if self.calls > MAX_PICKLE_CALLS:
+            raise CheckpointError(f"its pickle makes over {MAX_PICKLE_CALLS} calls; not a checkpoint")
+        pickle._Unpickler.load_reduce(self)
+
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage")):
             raise CheckpointError("unexpected persistent id in the pickle (not a tensor storage)")
@@ -240,9 +297,15 @@ class _Unpickler(pickle._Unpickler):
             raise CheckpointError("storage of an unknown type")
         if len(pid) > 5 and pid[5] is not None:
             raise CheckpointError("storage views of the pre-1.0 format are not supported")
-        if not isinstance(numel, int) or numel < 0:
+        if type(numel) is not int or not 0 <= numel < MAX_DIM:
             raise CheckpointError("storage with a malformed size")
-        return self._on_storage(kind, key.decode("ascii", "replace") if isinstance(key, bytes) else str(key), numel)
+        if type(key) not in (str, bytes) or len(key) > 256:
+            raise CheckpointError("storage with a malformed key")
+        return self._on_storage(kind, key.decode("ascii", "replace") if isinstance(key, bytes) else key, numel)
+
+
+#: Opcodes that build sets, whose items are hashed (a shared-tuple chain hashes in 2**depth steps).
+_SET_OPS = {"EMPTY_SET", "ADDITEMS", "FROZENSET"}
 
 
 def _prescan(file: io.BytesIO) -> None:
@@ -254,8 +317,11 @@ def _prescan(file: io.BytesIO) -> None:
     """
     start = file.tell()
     try:
-        for _ in pickletools.genops(file):
-            pass
+        for count, (op, _, _) in enumerate(pickletools.genops(file)):
+            if op.name in _SET_OPS:
+                raise CheckpointError("its pickle builds a set; checkpoints hold none")
+            if count > MAX_PICKLE_OPS:
+                raise CheckpointError(f"its pickle has over {MAX_PICKLE_OPS} operations; not a checkpoint")
     except (ValueError, EOFError, struct.error) as exc:
         raise CheckpointError(f"corrupt or truncated pickle ({exc})") from None
     finally:
@@ -272,18 +338,6 @@ def _unpickle(file: io.BytesIO, on_storage: Callable[[_StorageType, str, int], _
         raise CheckpointError(f"corrupt or truncated pickle ({type(exc).__name__}: {exc})") from None
     except (RecursionError, MemoryError):
         raise CheckpointError("pickle too deeply nested or too large to be a checkpoint") from None
-
-
-class _Budget:
-    """Running total of declared storage bytes, capped at :data:`MAX_STORAGE_BYTES`."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    def spend(self, nbytes: int) -> None:
-        self.total += nbytes
-        if self.total > MAX_STORAGE_BYTES:
-            raise CheckpointError(f"declares over {MAX_STORAGE_BYTES >> 30} GiB of tensors; not an ESRGAN-family model")
 
 
 def _read_zip(fh: BinaryIO) -> Any:
@@ -304,6 +358,13 @@ def _read_zip(fh: BinaryIO) -> Any:
     budget = _Budget()
 
     def read(info: zipfile.ZipInfo) -> bytes:
+        # torch.save stores members uncompressed: anything else (a bzip2 "bomb" in a 6-byte member) is refused
+        # before a byte is inflated, and a stored member's size is what the directory says
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            what = "encrypted" if info.flag_bits & 0x1 else f"compressed (method {info.compress_type})"
+            raise CheckpointError(f"zip member {info.filename!r} is {what}; torch.save writes neither")
+        if info.compress_size != info.file_size or info.file_size > MAX_IMPORT_BYTES:
+            raise CheckpointError(f"zip member {info.filename!r} has an impossible size")
         try:
             return archive.read(info)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -326,7 +387,8 @@ def _read_zip(fh: BinaryIO) -> Any:
                 raise CheckpointError(f"storage {key} declares {nbytes} bytes but holds {info.file_size}")
             budget.spend(nbytes)
             dtype = kind.dtype if byteorder == "little" else kind.dtype.newbyteorder(">")
-            storages[key] = _Storage(kind, numel, np.frombuffer(read(info), dtype=dtype).astype(kind.dtype))
+            data = np.frombuffer(read(info), dtype=dtype).astype(kind.dtype, copy=False)  # no copy if little-endian
+            storages[key] = _Storage(kind, numel, budget, data)
         return storages[key]
 
     if pickles[0].file_size > MAX_PICKLE_BYTES:
@@ -351,17 +413,19 @@ def _read_legacy(fh: BinaryIO) -> Any:
     if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
         raise CheckpointError("big-endian legacy checkpoints are not supported")
     storages: dict[str, _Storage] = {}
+    budget = _Budget()
 
     def on_storage(kind: _StorageType, key: str, numel: int) -> _Storage:
-        return storages.setdefault(key, _Storage(kind, numel))
+        return storages.setdefault(key, _Storage(kind, numel, budget))
 
     obj = _unpickle(head, on_storage)  # tensors are read lazily: their data follows the pickles
     keys = _unpickle(head, no_storage)
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
+    if not isinstance(keys, list) or not all(type(k) is str and len(k) <= 256 for k in keys):
+        raise CheckpointError("its storage list is not a list of keys")
+    if sorted(keys) != sorted(storages):
         raise CheckpointError("its storage list does not match its tensors")
     fh.seek(head.tell())
-    budget = _Budget()
-    for key in map(str, keys):
+    for key in keys:
         storage = storages[key]
         nbytes = storage.numel * storage.kind.dtype.itemsize
         count = fh.read(8)
