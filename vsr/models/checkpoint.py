@@ -292,11 +292,18 @@ def convert_file(path: Path) -> tuple[ConvertedModel, str]:
     from vsr.models.ncnn import convert as convert_ncnn
 
     suffix = path.suffix.lower()
-    if suffix in (".param", ".bin"):
-        converted, kind = convert_ncnn(*ncnn_pair(path)), "ncnn"
-    elif suffix == ".safetensors":
-        converted, kind = convert_state_dict(read_safetensors(path), str(path)), "safetensors"
-    else:
-        converted, kind = convert_state_dict(state_dict_of(read_checkpoint(path), str(path)), str(path)), "pytorch"
+    try:
+        if suffix in (".param", ".bin"):
+            converted, kind = convert_ncnn(*ncnn_pair(path)), "ncnn"
+        elif suffix == ".safetensors":
+            converted, kind = convert_state_dict(read_safetensors(path), str(path)), "safetensors"
+        else:
+            converted, kind = convert_state_dict(state_dict_of(read_checkpoint(path), str(path)), str(path)), "pytorch"
+    except VsrError:
+        raise
+    except (RecursionError, MemoryError):
+        raise CheckpointError(f"{path}: nested too deeply or too large to be a model file") from None
+    except Exception as exc:  # a parser meeting a file it was not written for: the file's problem, in one line
+        raise CheckpointError(f"{path}: not a model file vsr can read ({type(exc).__name__}: {exc})") from None
     check_architecture(converted, str(path))  # before anything builds it: a 360 GB kernel is refused here
     return converted, kind
