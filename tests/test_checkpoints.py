@@ -224,12 +224,15 @@ def _bounded(func) -> float:
 
 
 def test_pickle_bombs_are_refused_in_bounded_time_and_memory(tmp_path):
-    # a storage that declares 4 TB but holds 16 bytes
+    # a storage that declares 4 TB but holds 16 bytes; one that declares 8 GB
     path = _zip_checkpoint(tmp_path / "a.pth", _storage_pickle(10**12, (10**12,), (1,)), {"archive/data/0": b"0" * 16})
+    path_b = _zip_checkpoint(tmp_path / "a2.pth", _storage_pickle(1 << 31, (4,), (1,)), {"archive/data/0": b"0" * 16})
 
     def huge_storage():
-        with pytest.raises(CheckpointError, match="declares 4000000000000 bytes but holds 16"):
+        with pytest.raises(CheckpointError, match="storage with a malformed size"):  # over 2**32 elements
             read_checkpoint(path)
+        with pytest.raises(CheckpointError, match="declares 8589934592 bytes but holds 16"):
+            read_checkpoint(path_b)
 
     # a tensor that claims 10^12 elements of a 4-element storage (stride 0)
     path2 = _zip_checkpoint(
@@ -266,7 +269,7 @@ def test_pickle_bombs_are_refused_in_bounded_time_and_memory(tmp_path):
     path6.write_bytes(data + struct.pack("<q", 10**12) + b"0" * 64)
 
     def legacy_huge():
-        with pytest.raises(CheckpointError, match="truncated"):
+        with pytest.raises(CheckpointError, match="truncated|malformed size"):
             read_checkpoint(path6)
 
     for case in (huge_storage, huge_view, huge_bytes, nested, legacy_huge):

@@ -133,11 +133,11 @@ class Tensor:
         if data is None:
             raise CheckpointError("tensor data missing (truncated file?)")
         count = math.prod(self.shape)  # small ints only (see _rebuild_tensor)
-        self.storage.budget.spend(count * 4)  # the float32 copy made below, counted per tensor (views share storage)
         if count:
             last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
             if last >= data.size or count > data.size:
                 raise CheckpointError(f"tensor of shape {self.shape} does not fit its storage of {data.size} elements")
+        self.storage.budget.spend(count * 4)  # the float32 copy made below, counted per tensor (views share storage)
         view = np.lib.stride_tricks.as_strided(
             data[self.offset :] if count else data[:0],
             shape=self.shape,
