@@ -269,7 +269,7 @@ def test_pickle_bombs_are_refused_in_bounded_time_and_memory(tmp_path):
     path6.write_bytes(data + struct.pack("<q", 10**12) + b"0" * 64)
 
     def legacy_huge():
-        with pytest.raises(CheckpointError, match="truncated|malformed size"):
+        with pytest.raises(CheckpointError, match=r"truncated|malformed size"):
             read_checkpoint(path6)
 
     for case in (huge_storage, huge_view, huge_bytes, nested, legacy_huge):
