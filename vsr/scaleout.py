@@ -265,6 +265,7 @@ class Driver:
             report.interrupted = True
             self.engine.close(cancel=True)
             for file in self.open:  # finished units stay for the next run
+                file.claimed.job.output.unlink(missing_ok=True)
                 file.claimed.lock.release()
                 report.entries.append(Entry(str(file.item.input), "interrupted", error=str(exc)))
             self.open.clear()
@@ -275,7 +276,8 @@ class Driver:
             self.engine.close(cancel=False)
         report.entries[first:] = sorted(report.entries[first:], key=lambda e: order.get(e.input, len(order)))
         for worker, (frames, seconds) in sorted(self.per_worker.items()):
-            self.log.debug("%s: %d frames in %.1f s of work, %.2f fps", worker, frames, seconds, frames / seconds)
+            fps = frames / seconds if seconds else 0.0
+            self.log.debug("%s: %d frames in %.1f s of work, %.2f fps", worker, frames, seconds, fps)
 
     # --- files ---
 
