@@ -160,7 +160,7 @@ def _hostile_files(tmp: Path) -> dict[str, Path]:
         tmp / "listkey.pth", _dict_of([("w", _tensor(_storage(lists, 1), b"(K\x01t", b"(K\x01t"))])
     )
     huge = _int(1 << (8 * 2_000_000))  # a 2 MB integer as a dimension
-    files["16 MB integer in a shape"] = _zip(
+    files["2 MB integer in a shape"] = _zip(
         tmp / "hugeint.pth",
         _dict_of([("w", _tensor(_storage("0", 1), b"(" + huge + b"t", b"(K\x01t"))]),
         {"0": b"\0" * 4},

@@ -40,6 +40,7 @@ from vsr.errors import VsrError
 from vsr.pipeline import build_pipeline
 from vsr.plan import RunPlan, make_plan
 from vsr.presets import Preset
+from vsr.run import segmenter_of
 from vsr.segments import Segment, SegmentPolicy, State, write_segments
 from vsr.stage import Job, MediaInfo
 
@@ -172,8 +173,6 @@ def run_unit(request: UnitRequest) -> UnitResult:
         return UnitResult(frames, time.perf_counter() - start, worker_name())
     job = replace(job, start_index=unit.prime_index, after_pts=unit.prime_after_pts, until_pts=unit.until_pts)
     pipeline = build_pipeline(plan, job)
-    from vsr.run import segmenter_of
-
     encoder = segmenter_of(pipeline.encoder)
     if encoder is None:
         raise VsrError(f"{request.input}: the encoder cannot write segments with these options")
