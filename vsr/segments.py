@@ -297,8 +297,9 @@ def write_segments(
 ) -> Iterator[Frame]:
     """Encode ``frames`` into segment files in ``directory``, numbered from ``number``; ``record`` each one.
 
-    Frames with an index below ``encode_from`` pass through unencoded: they
-    only prime the stages with memory of a unit that starts mid-video.
+    Frames with an index below ``encode_from`` are dropped here, neither
+    encoded nor yielded: they only primed the stages with memory (upstream)
+    of a unit that starts mid-video.
     """
     suffix = encoder.segment_suffix()
     writer: SegmentWriter | None = None
