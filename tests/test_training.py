@@ -235,3 +235,95 @@ def test_extract_per_scene_keeps_the_first_frames_of_each_scene(tmp_path):
         out.mux(stream.encode(None))
     manifest = extract([clip], tmp_path / "p", ExtractOptions(every=1, per_scene=2, min_change=0))
     assert [(p["frame"], p["scene"]) for p in manifest["pairs"]] == [(0, 0), (1, 0), (10, 1), (11, 1), (20, 2), (21, 2)]
+
+
+def test_the_ema_warms_up_so_it_follows_the_generator_not_its_random_start(pairs, tmp_path):
+    trainer = _trainer(pairs, tmp_path / "run", psnr_steps=100, gan_steps=0, psnr_lr=1e-3)
+    assert trainer.ema_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    start = [np.array(w) for w in trainer.ema.get_weights()]
+    lr, hr = next(iter(__import__("vsr.training.data", fromlist=["batches"]).batches(
+        trainer.pairs, 128, 2, 0, 0, trainer.recipe.degradation
+    )))  # fmt: skip
+    for _ in range(40):
+        trainer.train_step(lr, hr)
+    assert trainer.ema_decay() == pytest.approx(41 / 50)
+
+    def distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+        return float(np.sqrt(sum(np.sum((x - y) ** 2) for x, y in zip(a, b, strict=True))))
+
+    ema, generator = trainer.ema.get_weights(), trainer.generator.get_weights()
+    # a fixed 0.999 decay would still hold 96 % of the start: the EMA would sit next to it, far from the generator
+    assert distance(ema, generator) < 0.25 * distance(ema, start)
+    trainer.step = 10_000
+    assert trainer.ema_decay() == pytest.approx(0.999)  # the recipe's decay once warmed up
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_steps_keep_float32_weights_and_finite_losses(pairs, tmp_path, precision):
+    trainer = _trainer(pairs, tmp_path / "run", psnr_steps=2, gan_steps=2, precision=precision)
+    assert trainer.precision == precision
+    lr = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    hr = np.random.default_rng(1).random((2, 128, 128, 3), dtype=np.float32)
+    for _ in range(4):  # two PSNR steps, two GAN steps
+        losses = trainer.train_step(lr, hr)
+        assert all(np.isfinite(v) for v in losses.values()), losses
+    assert {str(w.dtype) for w in trainer.generator.weights} == {"float32"}
+    exported = trainer.export()
+    assert all(w.dtype == np.float32 for ws in exported.weights.values() for w in ws)
+
+
+def test_codec_round_trip_uses_the_frames_before_and_is_seeded():
+    from vsr.degrade import Degradation, codec_roundtrip, degrade
+    from vsr.metrics import psnr
+    from vsr.sample import cartoon_frame
+
+    frames = [cartoon_frame(i, 128, 96, 12) for i in range(8)]
+    spec = Degradation(blur_prob=0, noise_prob=0, codec_prob=1.0, codecs=("libx264",), gop=(8, 8), codec_crf=(30, 30))
+    draws = [degrade(frames[-1], np.random.default_rng(s), spec, 4, frames[:-1]) for s in range(6)]
+    again = [degrade(frames[-1], np.random.default_rng(s), spec, 4, frames[:-1]) for s in range(6)]
+    for a, b in zip(draws, again, strict=True):
+        np.testing.assert_array_equal(a, b)  # seeded
+    clean = area_downscale(frames[-1])
+    assert all(d.shape == clean.shape for d in draws)
+    assert all(15 < psnr(d, clean) < 50 for d in draws)  # compressed (CRF 30 on 32x24 pixels), not destroyed
+    # the frame's position in the GOP varies: as the keyframe (intra) or after its neighbours (inter)
+    lrs = [area_downscale(f) for f in frames]
+    intra = codec_roundtrip(lrs[-1:], "libx264", 30, 8)
+    inter = codec_roundtrip(lrs, "libx264", 30, 8)
+    assert not np.array_equal(intra, inter)
+    assert any(np.array_equal(d, intra) for d in draws) and any(not np.array_equal(d, intra) for d in draws)
+    hevc = codec_roundtrip(lrs[-3:], "libx265", 30, 8)
+    assert hevc.shape == clean.shape and 15 < psnr(hevc, clean) < 50
+    odd = codec_roundtrip([f[:23, :31] for f in lrs[-2:]], "libx264", 20, 4)  # odd sizes are padded and cropped back
+    assert odd.shape == (23, 31, 3)
+
+
+def test_second_order_degradation_is_seeded_and_lands_on_the_target_size():
+    from vsr.degrade import Degradation, degrade
+    from vsr.metrics import psnr
+    from vsr.sample import cartoon_frame
+
+    hr = cartoon_frame(3, 256, 128, 12)
+    spec = Degradation(second_order=True)
+    outs = [degrade(hr, np.random.default_rng(s), spec, 4) for s in range(4)]
+    assert all(o.shape == (32, 64, 3) and o.dtype == np.uint8 for o in outs)
+    np.testing.assert_array_equal(outs[0], degrade(hr, np.random.default_rng(0), spec, 4))
+    clean = area_downscale(hr)
+    scores = [psnr(o, clean) for o in outs]
+    assert all(12 < s < 45 for s in scores), scores  # degraded, still the same picture
+    assert len({round(s, 3) for s in scores}) == 4  # each seed its own degradation
+
+
+def test_extract_records_the_codec_round_trip_and_scale(tmp_path):
+    from vsr.sample import write_sample
+
+    clip = write_sample(tmp_path / "clip.mp4", seconds=1, width=128, height=96, fps=12, audio=False)
+    default = run_vsr("extract", str(clip), str(tmp_path / "a"), "--every", "4", "--min-change", "0")
+    plain = run_vsr("extract", str(clip), str(tmp_path / "b"), "--every", "4", "--min-change", "0", "--no-codec")
+    assert default.returncode == 0 == plain.returncode, default.stderr + plain.stderr
+    assert default.stderr.count("\n") == 1  # one line: no encoder chatter
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
+    assert a["options"]["degradation"]["codec_prob"] > 0 == b["options"]["degradation"]["codec_prob"]
+    assert a["scale"] == 4 and a["options"]["degradation"]["codecs"] == ["libx264", "libx265"]
+    bad = run_vsr("extract", str(clip), str(tmp_path / "c"), "--scale", "3")
+    assert bad.returncode == 1 and "scale 1, 2 or 4" in bad.stderr and bad.stderr.count("\n") == 1

@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vsr.errors import UsageError, VsrError
+from vsr.files import write_atomic
 
 log = logging.getLogger("vsr")
 
@@ -29,13 +30,23 @@ def extract(
     crop: Annotated[int, typer.Option(help="Random HR crop of this side, a multiple of 4 (0: whole frames).")] = 0,
     max_side: Annotated[int, typer.Option(help="Crop larger frames to this side (0: no limit).")] = 0,
     degrade: Annotated[
-        bool, typer.Option("--degrade/--clean", help="Blur, noise and JPEG on the LR side, or plain area downscale.")
+        bool, typer.Option("--degrade/--clean", help="Blur, noise and compression on the LR side, or plain downscale.")
     ] = True,
+    codec: Annotated[
+        bool,
+        typer.Option(
+            "--codec/--no-codec", help="Compress LR frames with x264/x265 in short GOPs (video artefacts), or JPEG."
+        ),
+    ] = True,
+    second_order: Annotated[
+        bool, typer.Option("--second-order", help="Real-ESRGAN's second-order degradation instead of one round.")
+    ] = False,
+    scale: Annotated[int, typer.Option(help="HR over LR size: 4, or 2/1 to fine-tune x2/x1 models.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
 ) -> None:
-    """Write training pairs OUT/hr/NAME.png and OUT/lr/NAME.png (4x smaller) plus OUT/manifest.json."""
+    """Write training pairs OUT/hr/NAME.png and OUT/lr/NAME.png (--scale times smaller) plus OUT/manifest.json."""
     from vsr.degrade import Degradation
-    from vsr.extract import ExtractOptions
+    from vsr.extract import VIDEO_CODEC_PROB, ExtractOptions
     from vsr.extract import extract as run_extract
     from vsr.media import check_readable
 
@@ -52,7 +63,10 @@ def extract(
         crop=crop,
         max_side=max_side,
         seed=seed,
-        degradation=Degradation(enabled=degrade),
+        degradation=Degradation(
+            enabled=degrade, codec_prob=VIDEO_CODEC_PROB if codec else 0.0, second_order=second_order
+        ),
+        scale=scale,
     )
     with _Progress("pairs", None) as update:
         manifest = run_extract(videos, out_dir, opts, on_pair=lambda n: update(n, {}))
@@ -105,8 +119,13 @@ def train(
     recipe: Annotated[str, typer.Option(help="Recipe: esrgan (the paper's), tiny, or a .toml file.")] = "esrgan",
     run: Annotated[Path | None, typer.Option(help="Run folder (default: runs/RECIPE-DATE).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its checkpoint.")] = None,
+    evaluate: Annotated[
+        Path | None, typer.Option(help="Score a run's checkpoint on its held-out pairs (no training, no export).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Name of the exported model (default: the run folder's).")] = None,
-    init: Annotated[str | None, typer.Option(help="Start from a model: a registered name or a .pth file.")] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start from a model (RRDBNet x4/x2/x1 or compact): a name or a model file.")
+    ] = None,
     vgg_weights: Annotated[
         Path | None, typer.Option(help="VGG19 ImageNet weights file (no-top .h5), for offline machines.")
     ] = None,
@@ -118,17 +137,23 @@ def train(
     batch: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the recipe's seed.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N steps.")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Override the recipe's precision: auto, float32, bfloat16, float16.")
+    ] = None,
 ) -> None:
-    """Train ESRGAN (PSNR stage, then GAN stage) and add the result to `vsr models`."""
-    from vsr.backend import quiet_native_stderr
+    """Train ESRGAN (PSNR stage, then GAN stage), say whether it beat bicubic and the start model, export it."""
+    from vsr.backend import native_stderr_to
     from vsr.models.store import check_name, save_model
     from vsr.plugins import load_registry
     from vsr.training.trainer import Recipe, Trainer
 
     overrides = {"psnr_steps": psnr_steps, "gan_steps": gan_steps, "batch": batch, "seed": seed}
-    overrides["checkpoint_every"] = checkpoint_every
-    if resume is not None:
-        run_dir = resume
+    overrides |= {"checkpoint_every": checkpoint_every, "precision": precision}
+    existing = resume or evaluate
+    if resume is not None and evaluate is not None:
+        raise UsageError("give --resume or --evaluate, not both")
+    if existing is not None:
+        run_dir = existing
         try:
             meta = json.loads((run_dir / "run.json").read_text())
             saved = json.loads((run_dir / "recipe.json").read_text())
@@ -137,6 +162,8 @@ def train(
         chosen = Recipe.from_dict({**saved, **{k: v for k, v in overrides.items() if v is not None}}, str(run_dir))
         data = Path(meta["data"])
         name, init, vgg = meta["name"], meta.get("init"), meta.get("vgg")
+        if evaluate is not None and not (run_dir / "checkpoint.npz").is_file():
+            raise VsrError(f"{run_dir}: no checkpoint.npz to evaluate")
     else:
         if data is None:
             raise UsageError("give the training data folder (or --resume RUN)")
@@ -149,7 +176,7 @@ def train(
         vgg = None if random_vgg_weights_for_tests else str(vgg_weights) if vgg_weights else "imagenet"
         run_dir.mkdir(parents=True, exist_ok=True)
         meta = {"data": str(data.resolve()), "name": name, "init": init, "vgg": vgg}
-        (run_dir / "run.json").write_text(json.dumps(meta, indent=2))
+        write_atomic(run_dir / "run.json", json.dumps(meta, indent=2).encode())
     registry = load_registry()
     taken = {n for n, item in registry.models.items.items() if item.plugin != "imported"}
     check_name(name, taken, replace=True)
@@ -160,17 +187,54 @@ def train(
         start_from, _ = load_converted(resolve_model(registry, init))
     if chosen.gan_steps > 0 and vgg is None:
         log.warning("VGG19 has random weights (--random-vgg-weights-for-tests): the perceptual loss is meaningless")
-    with quiet_native_stderr():
-        trainer = Trainer(chosen, data, run_dir, vgg_weights=vgg, init=start_from)
     total = chosen.psnr_steps + chosen.gan_steps
-    with _Progress("training steps", total, every=chosen.log_every, done=trainer.step) as update:
-        trainer.run(on_step=update)
+    # TensorFlow's native lines (oneDNN, grappler) go to the run folder, not the terminal (-v shows them)
+    with native_stderr_to(run_dir / "tensorflow.log"):
+        _quiet_python_warnings()
+        trainer = Trainer(chosen, data, run_dir, vgg_weights=vgg, init=start_from, init_name=init)
+        if evaluate is not None:
+            trainer.restore()
+        else:
+            log.info("training a x%d %s in %s precision: %s", trainer.scale, trainer.arch, trainer.precision, run_dir)
+            with _Progress("training steps", total, every=chosen.log_every, done=trainer.step) as update:
+                trainer.run(on_step=update)
+        evaluation = trainer.evaluate()
+    _report(evaluation, trainer.data_wait_fraction if evaluate is None else None)
+    meta = {**meta, "evaluation": evaluation}
+    if evaluate is None:
+        meta["data_wait_fraction"] = round(trainer.data_wait_fraction, 4)
+    write_atomic(run_dir / "run.json", json.dumps(meta, indent=2).encode())
+    if evaluate is not None:
+        return
     sidecar = save_model(
         name,
-        trainer.export(),
+        trainer.export(evaluation["exported"]),
         source_file=str(run_dir.resolve()),
         source_format="vsr train",
-        description=f"trained by vsr train ({chosen.name} recipe, {total} steps) on {data}",
+        description=f"trained by vsr train ({chosen.name} recipe, {total} steps, {evaluation['exported']}) on {data}",
         licence="yours (trained by vsr on your data)",
     )
     log.info("trained %s (%d steps); use it with: vsr upscale VIDEO --model %s", sidecar["name"], total, name)
+
+
+def _quiet_python_warnings() -> None:
+    """TensorFlow's Python-side warnings (retracing, deprecations) only with -v."""
+    import warnings
+
+    if not log.isEnabledFor(logging.DEBUG):
+        warnings.filterwarnings("ignore", module="tensorflow")
+        warnings.filterwarnings("ignore", module="keras")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _report(evaluation: dict[str, Any], data_wait: float | None) -> None:
+    """The held-out table on stdout; which network is exported, and why, on stderr."""
+    from vsr.training.evaluate import Score, table
+
+    rows = [Score(**row) for row in evaluation["rows"]]
+    if rows:
+        print(f"held-out pairs: {evaluation['pairs']} crops of {evaluation['crop']} px (border {evaluation['border']})")
+        print(table(rows, evaluation["exported"]))
+    log.info("exporting the %s: %s", "EMA" if evaluation["exported"] == "ema" else "generator", evaluation["why"])
+    if data_wait is not None:
+        log.info("input pipeline: %.1f %% of step time spent waiting for data", 100 * data_wait)

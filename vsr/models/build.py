@@ -14,15 +14,20 @@ PRECISION_POLICIES = {
 }
 
 
-def build_network(converted: ConvertedModel, precision: str = "float32") -> Any:
-    """A Keras model with the converted weights loaded by layer name."""
+def network_class(arch: str) -> Any:
+    """The Keras model class of an architecture name (``rrdbnet``, ``srvgg``)."""
     from vsr.models.rrdbnet import RRDBNet
     from vsr.models.srvgg import SRVGGNetCompact
 
     classes = {"rrdbnet": RRDBNet, "srvgg": SRVGGNetCompact}
-    if converted.arch not in classes:
-        raise VsrError(f"unknown model architecture {converted.arch!r}")
-    model = classes[converted.arch](**converted.config, dtype=PRECISION_POLICIES[precision])
+    if arch not in classes:
+        raise VsrError(f"unknown model architecture {arch!r}")
+    return classes[arch]
+
+
+def build_network(converted: ConvertedModel, precision: str = "float32") -> Any:
+    """A Keras model with the converted weights loaded by layer name."""
+    model = network_class(converted.arch)(**converted.config, dtype=PRECISION_POLICIES[precision])
     expected = {layer.name for layer in model.layers if layer.weights}
     missing = sorted(expected - set(converted.weights))
     extra = sorted(set(converted.weights) - expected)

@@ -44,7 +44,12 @@ class SRVGGNetCompact(keras.Model):
         index = 0
         for _ in range(num_conv + 1):
             x = keras.layers.Conv2D(num_feat, 3, padding="same", name=f"body_{index}", dtype=dtype)(x)
-            x = keras.layers.PReLU(shared_axes=[1, 2], name=f"body_{index + 1}", dtype=dtype)(x)
+            x = keras.layers.PReLU(  # slopes start at 0.25 as PyTorch's do (zeros, Keras' default, is a ReLU)
+                alpha_initializer=keras.initializers.Constant(0.25),
+                shared_axes=[1, 2],
+                name=f"body_{index + 1}",
+                dtype=dtype,
+            )(x)
             index += 2
         x = keras.layers.Conv2D(num_out_ch * upscale * upscale, 3, padding="same", name=f"body_{index}", dtype=dtype)(x)
         x = PixelShuffle(upscale, name="pixel_shuffle", dtype=dtype)(x)

@@ -42,10 +42,11 @@ class Pairs:
     lr: list[Path] | None
     train: list[int]
     val: list[int]
+    scale: int = SCALE
 
 
-def find_pairs(root: Path, patch: int, val_fraction: float, seed: int) -> Pairs:
-    """``root/hr/*.png`` and, if present, ``root/lr/*.png`` paired by name and checked to be 4:1."""
+def find_pairs(root: Path, patch: int, val_fraction: float, seed: int, scale: int = SCALE) -> Pairs:
+    """``root/hr/*.png`` and, if present, ``root/lr/*.png`` paired by name and checked to be ``scale``:1."""
     hr_dir, lr_dir = root / "hr", root / "lr"
     if not hr_dir.is_dir():
         raise VsrError(f"{root}: no hr/ folder (expected hr/ and lr/ as `vsr extract` writes them)")
@@ -60,8 +61,11 @@ def find_pairs(root: Path, patch: int, val_fraction: float, seed: int) -> Pairs:
             if not partner.is_file():
                 raise VsrError(f"{partner}: missing (every hr/ image needs an lr/ image of the same name)")
             (hw, hh), (lw, lh) = png_size(path), png_size(partner)
-            if (hw, hh) != (lw * SCALE, lh * SCALE):
-                raise VsrError(f"{path.name}: hr is {hw}x{hh} but lr is {lw}x{lh}; they must be exactly 4:1")
+            if (hw, hh) != (lw * scale, lh * scale):
+                raise VsrError(
+                    f"{path.name}: hr is {hw}x{hh} but lr is {lw}x{lh}; they must be exactly {scale}:1 "
+                    f"(the model's scale; `vsr extract --scale {scale}` writes such pairs)"
+                )
             lr.append(partner)
     for path in hr:
         w, h = png_size(path)
@@ -69,12 +73,12 @@ def find_pairs(root: Path, patch: int, val_fraction: float, seed: int) -> Pairs:
             raise VsrError(f"{path}: {w}x{h} is smaller than the {patch}-pixel training patch")
     order = np.random.default_rng(seed).permutation(len(hr)).tolist()
     n_val = min(len(hr) - 1, max(1, round(len(hr) * val_fraction))) if len(hr) > 1 and val_fraction > 0 else 0
-    return Pairs(hr, lr, sorted(order[n_val:]), sorted(order[:n_val]))
+    return Pairs(hr, lr, sorted(order[n_val:]), sorted(order[:n_val]), scale)
 
 
-def _degrade_fn(spec: Degradation, seed: int) -> Any:
+def _degrade_fn(spec: Degradation, seed: int, scale: int) -> Any:
     def run(hr: np.ndarray, key: np.int64) -> np.ndarray:
-        return degrade(hr, np.random.default_rng([seed, int(key)]), spec)
+        return degrade(hr, np.random.default_rng([seed, int(key)]), spec, scale)
 
     return run
 
@@ -86,8 +90,9 @@ def batches(pairs: Pairs, patch: int, batch: int, seed: int, start_step: int, sp
     hr_paths = tf.constant([str(pairs.hr[i]) for i in pairs.train])
     lr_paths = tf.constant([str(pairs.lr[i]) for i in pairs.train]) if pairs.lr else None
     n = len(pairs.train)
-    small = patch // SCALE
-    degrade_fn = _degrade_fn(spec, seed)
+    scale = pairs.scale
+    small = patch // scale
+    degrade_fn = _degrade_fn(spec, seed, scale)
 
     def item(k: Any) -> tuple[Any, Any]:
         epoch, pos = k // n, k % n
@@ -96,11 +101,11 @@ def batches(pairs: Pairs, patch: int, batch: int, seed: int, start_step: int, sp
         keys = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), k]), num=4)
         hr = tf.io.decode_png(tf.io.read_file(hr_paths[index]), channels=3)
         shape = tf.shape(hr)
-        ys = (shape[0] // SCALE - small) + 1
-        xs = (shape[1] // SCALE - small) + 1
+        ys = (shape[0] // scale - small) + 1
+        xs = (shape[1] // scale - small) + 1
         y = tf.random.stateless_uniform([], keys[0], 0, ys, dtype=tf.int32)
         x = tf.random.stateless_uniform([], keys[1], 0, xs, dtype=tf.int32)
-        hr_patch = hr[y * SCALE : y * SCALE + patch, x * SCALE : x * SCALE + patch]
+        hr_patch = hr[y * scale : y * scale + patch, x * scale : x * scale + patch]
         if lr_paths is not None:
             lr = tf.io.decode_png(tf.io.read_file(lr_paths[index]), channels=3)
             lr_patch = lr[y : y + small, x : x + small]
@@ -124,23 +129,40 @@ def batches(pairs: Pairs, patch: int, batch: int, seed: int, start_step: int, sp
     return dataset.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_set(pairs: Pairs, patch: int, seed: int, spec: Degradation, limit: int = 16) -> tuple[Any, Any]:
-    """Centre patches of the held-out images, as two float32 arrays (LR, HR) in 0..1; empty if none."""
+def validation_side(pairs: Pairs, patch: int, multiple: int, largest: int = 256) -> int:
+    """The HR side of the held-out crops: up to ``largest``, at least ``patch``, fitting every held-out image.
+
+    A multiple of ``scale * multiple`` so the LR crop fits the network's input multiple.
+    """
+    step = pairs.scale * multiple
+    fits = min((min(png_size(pairs.hr[i])) for i in pairs.val), default=patch)
+    return max(patch, min(largest, fits)) // step * step
+
+
+def validation_set(
+    pairs: Pairs, side: int, seed: int, spec: Degradation, limit: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre crops (HR ``side`` pixels) of the held-out images, as two float32 arrays (LR, HR) in 0..1.
+
+    Empty if nothing is held out. ``hr/``-only folders get their LR crops degraded with a fixed seed per image.
+    """
     from vsr.extract import read_png
 
+    scale = pairs.scale
     lrs, hrs = [], []
     for i in pairs.val[:limit]:
         hr = read_png(pairs.hr[i])
-        y = (hr.shape[0] - patch) // 2 // SCALE * SCALE
-        x = (hr.shape[1] - patch) // 2 // SCALE * SCALE
-        hr_patch = hr[y : y + patch, x : x + patch]
+        y = (hr.shape[0] - side) // 2 // scale * scale
+        x = (hr.shape[1] - side) // 2 // scale * scale
+        hr_patch = hr[y : y + side, x : x + side]
         if pairs.lr is not None:
             lr = read_png(pairs.lr[i])
-            lr_patch = lr[y // SCALE : (y + patch) // SCALE, x // SCALE : (x + patch) // SCALE]
+            lr_patch = lr[y // scale : (y + side) // scale, x // scale : (x + side) // scale]
         else:
-            lr_patch = degrade(hr_patch, np.random.default_rng([seed, -1 - i]), spec)
+            lr_patch = degrade(hr_patch, np.random.default_rng([seed, -1 - i]), spec, scale)
         lrs.append(lr_patch)
         hrs.append(hr_patch)
     if not hrs:
-        return np.zeros((0, patch // SCALE, patch // SCALE, 3), np.float32), np.zeros((0, patch, patch, 3), np.float32)
+        small = side // scale
+        return np.zeros((0, small, small, 3), np.float32), np.zeros((0, side, side, 3), np.float32)
     return np.stack(lrs).astype(np.float32) / 255.0, np.stack(hrs).astype(np.float32) / 255.0

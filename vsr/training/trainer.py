@@ -1,11 +1,21 @@
-"""ESRGAN training: a PSNR (L1) stage, then the GAN stage; checkpoints, resume, TensorBoard, export.
+"""ESRGAN training: a PSNR (L1) stage, then the GAN stage; checkpoints, resume, TensorBoard, evaluation, export.
 
-The generator is vsr's Keras RRDBNet, so a trained model drops straight into
-``vsr upscale --model``. Stage 2 follows ESRGAN: generator loss =
-perceptual (VGG19 conv5_4 before activation) + 5e-3 relativistic-average GAN
-+ 1e-2 L1; the VGG-style discriminator learns with the relativistic loss;
-an exponential moving average of the generator's weights (0.999) is what is
-exported.
+The generator is one of vsr's Keras networks (RRDBNet at x4, x2 or x1, or
+the compact SRVGGNetCompact when fine-tuning ``realesr-animevideov3``), so a
+trained model drops straight into ``vsr upscale --model``. Stage 2 follows
+ESRGAN: generator loss = perceptual (VGG19 conv5_4 before activation) +
+5e-3 relativistic-average GAN + 1e-2 L1; the VGG-style discriminator learns
+with the relativistic loss.
+
+An exponential moving average of the generator's weights is kept with a
+warm-up (decay ``min(ema_decay, (1 + t) / (10 + t))`` after ``t`` updates of the
+stage), so it follows the generator early instead of holding on to the
+random initialisation. The GAN stage starts the generator from whichever of
+the PSNR stage's EMA and generator scored better on the held-out pairs (as
+ESRGAN starts it from the PSNR model), and restarts the EMA from there. At
+the end both are scored on the held-out pairs next to bicubic and the
+starting model, and the better one is exported (for the GAN stage the EMA,
+unless it is clearly worse): see :mod:`vsr.training.evaluate`.
 
 A run folder holds ``recipe.json`` (the recipe it started with),
 ``checkpoint.npz`` (step, every network's weights, every optimizer's state,
@@ -18,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -29,7 +40,10 @@ import numpy as np
 from vsr.degrade import Degradation
 from vsr.errors import Interrupted, UsageError, VsrError
 from vsr.files import write_atomic
-from vsr.training.data import batches, find_pairs, validation_set
+from vsr.models.build import PRECISION_POLICIES
+from vsr.models.converted import ConvertedModel
+from vsr.training.data import batches, find_pairs, validation_set, validation_side
+from vsr.training.evaluate import Score, bicubic, choose, predict, score
 
 log = logging.getLogger("vsr")
 RECIPES = Path(__file__).parent / "recipes"
@@ -40,11 +54,17 @@ class Recipe:
     """Everything a training run needs besides its data (TOML tables flatten into these fields)."""
 
     name: str = "esrgan"
-    # generator (RRDBNet) and discriminator sizes
+    # generator (rrdbnet: ESRGAN's RRDBNet; srvgg: the compact video model) and discriminator sizes;
+    # --init takes all of these from the model it starts from
+    arch: str = "rrdbnet"
+    scale: int = 4
     num_feat: int = 64
     num_block: int = 23
     num_grow_ch: int = 32
+    num_conv: int = 16
     d_num_feat: int = 64
+    # float32, bfloat16 (mixed, for CPUs with native bf16), float16 (mixed with loss scaling, GPUs) or auto
+    precision: str = "float32"
     # data
     patch: int = 128
     batch: int = 16
@@ -107,7 +127,36 @@ class Recipe:
         recipe = cls(**data)
         if recipe.patch % 32 or recipe.patch not in (128, 256):
             raise UsageError(f"{where}: patch must be 128 or 256 (the discriminator's input)")
+        if recipe.arch not in ("rrdbnet", "srvgg") or recipe.scale not in (1, 2, 4):
+            raise UsageError(f"{where}: arch must be rrdbnet or srvgg, scale 1, 2 or 4")
+        if recipe.precision not in ("auto", *PRECISION_POLICIES):
+            raise UsageError(f"{where}: precision must be auto, {', '.join(PRECISION_POLICIES)}")
         return recipe
+
+
+def network_config(recipe: Recipe, init: Any = None) -> tuple[str, dict[str, int]]:
+    """The generator's architecture and full config: the starting model's, or the recipe's."""
+    if init is not None:
+        if init.arch not in ("rrdbnet", "srvgg"):
+            raise UsageError(f"--init: cannot fine-tune a {init.arch} model")
+        return init.arch, {k: int(v) for k, v in init.config.items()}
+    if recipe.arch == "srvgg":
+        config = {"num_feat": recipe.num_feat, "num_conv": recipe.num_conv, "upscale": recipe.scale}
+    else:
+        config = {
+            "num_feat": recipe.num_feat,
+            "num_block": recipe.num_block,
+            "num_grow_ch": recipe.num_grow_ch,
+            "scale": recipe.scale,
+        }
+    return recipe.arch, {"num_in_ch": 3, "num_out_ch": 3, **config}
+
+
+def training_precision(recipe: Recipe) -> str:
+    """The recipe's precision; ``auto`` as the upscaler resolves it (bf16 on native-bf16 CPUs, fp16 on GPUs)."""
+    from vsr.device import default_precision
+
+    return default_precision() if recipe.precision == "auto" else recipe.precision
 
 
 class Trainer:
@@ -118,7 +167,9 @@ class Trainer:
         data_dir: a folder with ``hr/`` (and ``lr/``) PNGs.
         run_dir: checkpoints, logs and the recipe of this run.
         vgg_weights: ``"imagenet"``, a weights file, or ``None`` (random: tests only).
-        init: a converted model to start the generator from (fine-tuning).
+        init: a converted model to start the generator from (fine-tuning): an RRDBNet at any scale, or
+            a compact SRVGGNet; the data must be pairs at its scale.
+        init_name: what to call the starting model in the evaluation table.
     """
 
     def __init__(
@@ -127,33 +178,38 @@ class Trainer:
         data_dir: Path,
         run_dir: Path,
         vgg_weights: str | Path | None = "imagenet",
-        init: Any = None,
+        init: ConvertedModel | None = None,
+        init_name: str | None = None,
     ) -> None:
         import keras
         import tensorflow as tf
 
-        from vsr.models.rrdbnet import RRDBNet
+        from vsr.models.build import network_class
         from vsr.training.discriminator import vgg_style_discriminator
         from vsr.training.losses import vgg19_preactivation
 
         self.recipe = recipe
         self.run_dir = run_dir
-        self.pairs = find_pairs(data_dir, recipe.patch, recipe.val_fraction, recipe.seed)
+        self.arch, self.config = network_config(recipe, init)
+        self.scale = ConvertedModel(self.arch, self.config, {}).scale
+        self.init, self.init_name = init, init_name or "start"
+        self.precision = training_precision(recipe)
+        policy = PRECISION_POLICIES[self.precision]
+        self.pairs = find_pairs(data_dir, recipe.patch, recipe.val_fraction, recipe.seed, self.scale)
         gpus = tf.config.list_logical_devices("GPU")
         self.strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
         keras.utils.set_random_seed(recipe.seed)
-        config = (
-            dict(init.config)
-            if init is not None
-            else {"num_feat": recipe.num_feat, "num_block": recipe.num_block, "num_grow_ch": recipe.num_grow_ch}
-        )
-        if init is not None and (init.arch != "rrdbnet" or init.scale != 4):
-            raise UsageError("--init needs a x4 RRDBNet model (ESRGAN's generator)")
+        network = network_class(self.arch)
         with self.strategy.scope():
-            self.generator = RRDBNet(**config, name="generator")
-            self.ema = RRDBNet(**config, name="generator_ema")
-            self.discriminator = vgg_style_discriminator(3, recipe.d_num_feat, recipe.patch)
+            self.generator = network(**self.config, dtype=policy, name="generator")
+            self.ema = network(**self.config, dtype=policy, name="generator_ema")
+            multiple = self.generator.input_multiple
+            if recipe.patch % (self.scale * multiple):
+                raise UsageError(f"patch {recipe.patch} does not fit a x{self.scale} {self.arch} network")
+            self.discriminator = vgg_style_discriminator(3, recipe.d_num_feat, recipe.patch, dtype=policy)
             self.vgg = vgg19_preactivation(vgg_weights) if recipe.gan_steps > 0 else None
+            #: the perceptual distance means something only with real VGG weights
+            self.perceptual_vgg = self.vgg if vgg_weights is not None else None
             if init is not None:
                 for name, weights in init.weights.items():
                     self.generator.get_layer(name).set_weights(weights)
@@ -167,8 +223,10 @@ class Trainer:
                 (self.opt_d, self.discriminator),
             ):
                 opt.build(model.trainable_variables)
-        self.config = config
+        self.val_side = validation_side(self.pairs, recipe.patch, multiple)
         self.step = 0
+        self.data_wait = 0.0  # seconds spent waiting for batches, and in whole steps, in this process
+        self.step_time = 0.0
         self._psnr_step = tf.function(self._psnr_step_fn)
         self._gan_step = tf.function(self._gan_step_fn)
 
@@ -177,55 +235,69 @@ class Trainer:
 
         values = [lr * self.recipe.gamma**i for i in range(len(milestones) + 1)]
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(milestones, values) if milestones else lr
-        return keras.optimizers.Adam(schedule, beta_1=self.recipe.beta1, beta_2=self.recipe.beta2, epsilon=1e-8)
+        adam = keras.optimizers.Adam(schedule, beta_1=self.recipe.beta1, beta_2=self.recipe.beta2, epsilon=1e-8)
+        # float16's range is too small for small gradients: scale the loss up, and the gradients back down
+        return keras.optimizers.LossScaleOptimizer(adam) if self.precision == "float16" else adam
 
     # --- one step of each stage ---------------------------------------------------------------------
 
-    def _update_ema(self) -> None:
-        decay = self.recipe.ema_decay
+    def ema_decay(self) -> float:
+        """The EMA's decay for the coming update: warmed up over the first steps of each stage."""
+        r = self.recipe
+        t = self.step - r.psnr_steps if self.step >= r.psnr_steps else self.step
+        return min(r.ema_decay, (1.0 + t) / (10.0 + t))
+
+    def _update_ema(self, decay: Any) -> None:
         for ema_var, var in zip(self.ema.weights, self.generator.weights, strict=True):
             ema_var.assign(decay * ema_var + (1.0 - decay) * var)
 
-    def _psnr_step_fn(self, lr: Any, hr: Any) -> dict[str, Any]:
+    def _scaled(self, opt: Any, loss: Any) -> Any:
+        """The loss to differentiate: split over replicas, and scaled up under float16."""
+        loss = loss / self.strategy.num_replicas_in_sync
+        return opt.scale_loss(loss) if self.precision == "float16" else loss
+
+    def _psnr_step_fn(self, lr: Any, hr: Any, decay: Any) -> dict[str, Any]:
         import tensorflow as tf
         from keras import ops
 
-        replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            sr = self.generator(lr, training=True)
+            sr = ops.cast(self.generator(lr, training=True), "float32")
             l1 = ops.mean(ops.abs(sr - hr))
-            scaled = l1 / replicas
+            scaled = self._scaled(self.opt_psnr, l1)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.opt_psnr.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
-        self._update_ema()
+        self._update_ema(decay)
         return {"l1": l1}
 
-    def _gan_step_fn(self, lr: Any, hr: Any) -> dict[str, Any]:
+    def _gan_step_fn(self, lr: Any, hr: Any, decay: Any) -> dict[str, Any]:
         import tensorflow as tf
         from keras import ops
 
         from vsr.training.losses import perceptual_loss, relativistic_d_loss, relativistic_g_loss
 
         r = self.recipe
-        replicas = self.strategy.num_replicas_in_sync
+
+        def logits(images: Any, training: bool) -> Any:
+            return ops.cast(self.discriminator(images, training=training), "float32")
+
         with tf.GradientTape() as tape:
-            sr = self.generator(lr, training=True)
-            real_logits = ops.stop_gradient(self.discriminator(hr, training=False))
-            fake_logits = self.discriminator(sr, training=False)
+            sr = ops.cast(self.generator(lr, training=True), "float32")
+            real_logits = ops.stop_gradient(logits(hr, False))
+            fake_logits = logits(sr, False)
             l_percep = perceptual_loss(self.vgg, sr, hr, r.perceptual_criterion)
             l_gan = relativistic_g_loss(real_logits, fake_logits)
             l_pix = ops.mean(ops.abs(sr - hr))
             l_g = r.perceptual_weight * l_percep + r.gan_weight * l_gan + r.l1_weight * l_pix
-            scaled = l_g / replicas  # inside the tape, or it has no gradient
+            scaled = self._scaled(self.opt_g, l_g)  # inside the tape, or it has no gradient
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.opt_g.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
-        self._update_ema()
+        self._update_ema(decay)
         fake = ops.stop_gradient(sr)
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(hr, training=True)
-            fake_logits = self.discriminator(fake, training=True)
+            real_logits = logits(hr, True)
+            fake_logits = logits(fake, True)
             l_d = relativistic_d_loss(real_logits, fake_logits)
-            scaled = l_d / replicas
+            scaled = self._scaled(self.opt_d, l_d)
         grads = tape.gradient(scaled, self.discriminator.trainable_variables)
         self.opt_d.apply_gradients(zip(grads, self.discriminator.trainable_variables, strict=True))
         return {
@@ -240,8 +312,11 @@ class Trainer:
 
     def train_step(self, lr: Any, hr: Any) -> dict[str, float]:
         """One step of the stage that ``self.step`` is in; returns the losses."""
+        import tensorflow as tf
+
         fn = self._psnr_step if self.step < self.recipe.psnr_steps else self._gan_step
-        per_replica = self.strategy.run(fn, args=(lr, hr))
+        decay = tf.constant(self.ema_decay(), tf.float32)
+        per_replica = self.strategy.run(fn, args=(lr, hr, decay))
         reduced = {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in per_replica.items()}
         self.step += 1
         return {k: float(v) for k, v in reduced.items()}
@@ -284,20 +359,63 @@ class Trainer:
                 for i, v in enumerate(opt.variables):
                     v.assign(state[f"{prefix}/{i}"])
         except (KeyError, ValueError) as exc:
-            raise VsrError(f"{path}: does not fit this recipe's networks ({exc})") from None
+            reason = str(exc).split("Target variable")[0].strip()[:300]
+            raise VsrError(f"{path}: does not fit this recipe's networks ({reason})") from None
         self.step = int(state["step"])
         return True
 
     # --- the loop ---------------------------------------------------------------------------------------
 
-    def validate(self, val: tuple[np.ndarray, np.ndarray]) -> float | None:
-        """PSNR (dB) of the EMA generator on the held-out patches."""
+    def validation_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The held-out crops (LR, HR) every score is taken on."""
+        r = self.recipe
+        return validation_set(self.pairs, self.val_side, r.seed, r.degradation)
+
+    def score_live(self, val: tuple[np.ndarray, np.ndarray]) -> dict[str, Score]:
+        """Held-out scores of the EMA and the generator as they are now (in the training precision)."""
         lr, hr = val
-        if not len(hr):
-            return None
-        sr = np.clip(np.asarray(self.ema.predict_on_batch(lr)), 0.0, 1.0)
-        mse = float(np.mean((np.round(sr * 255) - np.round(hr * 255)) ** 2))
-        return 99.0 if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
+        return {
+            which: score(which, predict(network, lr), hr, self.scale, self.perceptual_vgg)
+            for which, network in (("ema", self.ema), ("generator", self.generator))
+        }
+
+    def _start_gan_stage(self, val: tuple[np.ndarray, np.ndarray]) -> None:
+        """The GAN stage starts from the better PSNR-stage network, and the EMA restarts from it."""
+        if len(val[1]):
+            scores = self.score_live(val)
+            best = self.ema if scores["ema"].psnr >= scores["generator"].psnr else self.generator
+        else:
+            best = self.ema
+        log.info("GAN stage starts from the PSNR stage's %s", "EMA" if best is self.ema else "generator")
+        weights = best.get_weights()
+        self.generator.set_weights(weights)
+        self.ema.set_weights(weights)
+
+    def baselines(self, val: tuple[np.ndarray, np.ndarray]) -> list[Score]:
+        """Bicubic and (when fine-tuning) the starting model in float32, on the held-out crops."""
+        from vsr.models.build import build_network
+
+        lr, hr = val
+        rows = [score("bicubic", bicubic(lr, self.scale), hr, self.scale, self.perceptual_vgg)]
+        if self.init is not None:
+            start = build_network(self.init)
+            rows.append(score(f"start ({self.init_name})", predict(start, lr), hr, self.scale, self.perceptual_vgg))
+        return rows
+
+    def _log_validation(self, writer: Any, val: tuple[np.ndarray, np.ndarray], baselines: list[Score]) -> None:
+        import tensorflow as tf
+
+        rows = [*baselines, *self.score_live(val).values()]
+        for row in rows:
+            label = row.model.split(" ")[0]
+            tf.summary.scalar(f"val/psnr_{label}", row.psnr)
+            tf.summary.scalar(f"val/ssim_{label}", row.ssim)
+            if row.perceptual is not None:
+                tf.summary.scalar(f"val/perceptual_{label}", row.perceptual)
+        lr, hr = val[0][:4], val[1][:4]
+        sr = np.clip(predict(self.ema, lr), 0, 1)
+        up = np.repeat(np.repeat(lr, self.scale, axis=1), self.scale, axis=2)
+        tf.summary.image("val/lr_sr_hr", np.concatenate([up, sr, hr], axis=2), max_outputs=4)
 
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
         """Train until the recipe's last step, resuming from ``checkpoint.npz`` if present."""
@@ -311,28 +429,30 @@ class Trainer:
             log.info("resuming %s at step %d of %d", self.run_dir, self.step, total)
         dataset = batches(self.pairs, r.patch, r.batch, r.seed, self.step, r.degradation)
         data = iter(self.strategy.experimental_distribute_dataset(dataset))
-        val = validation_set(self.pairs, r.patch, r.seed, r.degradation)
+        val = self.validation_data()
+        baselines = self.baselines(val) if len(val[1]) and self.step < total else []
         writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
         try:
             while self.step < total:
+                if self.step == r.psnr_steps and r.psnr_steps > 0:
+                    self._start_gan_stage(val)
+                began = time.perf_counter()
                 lr, hr = next(data)
+                fed = time.perf_counter()
                 stage_end = self.step + 1 in (r.psnr_steps, total)
                 losses = self.train_step(lr, hr)
                 if not all(np.isfinite(v) for v in losses.values()):
                     raise VsrError(f"training diverged at step {self.step}: {losses}")
+                self.data_wait += fed - began
+                self.step_time += time.perf_counter() - began
                 with writer.as_default(step=self.step):
                     if self.step % r.log_every == 0 or stage_end:
                         for key, value in losses.items():
                             tf.summary.scalar(f"loss/{key}", value)
-                    if self.step % r.val_every == 0 or stage_end:
-                        psnr = self.validate(val)
-                        if psnr is not None:
-                            tf.summary.scalar("val/psnr", psnr)
-                            sr = np.clip(np.asarray(self.ema.predict_on_batch(val[0][:4])), 0, 1)
-                            up = np.repeat(np.repeat(val[0][:4], 4, axis=1), 4, axis=2)
-                            tf.summary.image(
-                                "val/lr_sr_hr", np.concatenate([up, sr, val[1][:4]], axis=2), max_outputs=4
-                            )
+                        tf.summary.scalar("perf/data_wait_fraction", self.data_wait_fraction)
+                        tf.summary.scalar("ema/decay", self.ema_decay())
+                    if (self.step % r.val_every == 0 or stage_end) and len(val[1]):
+                        self._log_validation(writer, val, baselines)
                 if self.step % r.checkpoint_every == 0 or stage_end:
                     self.save()
                 if on_step is not None:
@@ -344,13 +464,54 @@ class Trainer:
         finally:
             writer.close()
 
-    def export(self) -> Any:
-        """The EMA generator as a converted model (weights by layer name), ready for the model store."""
-        from vsr.models.converted import ConvertedModel
+    @property
+    def data_wait_fraction(self) -> float:
+        """The share of step time this process spent waiting for the input pipeline."""
+        return self.data_wait / self.step_time if self.step_time else 0.0
 
-        weights = {
-            layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in self.ema.layers if layer.weights
+    def converted(self, which: str) -> ConvertedModel:
+        """``"ema"`` or ``"generator"`` as a converted model (weights by layer name, float32)."""
+        network = self.ema if which == "ema" else self.generator
+        layers = [layer for layer in network.layers if layer.weights]
+        weights = {layer.name: [np.asarray(w, np.float32) for w in layer.get_weights()] for layer in layers}
+        return ConvertedModel(self.arch, dict(self.config), weights)
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score bicubic, the starting model, the EMA and the generator on the held-out pairs; pick the export.
+
+        Networks are rebuilt in float32 from their weights, as ``vsr upscale`` runs them. Returns what
+        ``run.json`` keeps under ``evaluation``: the rows, which network is exported and why.
+        """
+        from vsr.models.build import build_network
+        from vsr.training.evaluate import as_json
+
+        r = self.recipe
+        val = self.validation_data()
+        gan = self.step > r.psnr_steps
+        if not len(val[1]):
+            return {
+                "pairs": 0,
+                "rows": [],
+                "exported": "ema",
+                "why": "no held-out pairs (val_fraction 0 or a single image): the EMA, unscored",
+            }
+        rows = self.baselines(val)
+        trained = {}
+        for which in ("ema", "generator"):
+            network = build_network(self.converted(which))
+            trained[which] = score(which, predict(network, val[0]), val[1], self.scale, self.perceptual_vgg)
+        exported, why = choose(trained["ema"], trained["generator"], gan)
+        return {
+            "pairs": len(val[1]),
+            "held_out": [self.pairs.hr[i].name for i in self.pairs.val[: len(val[1])]],
+            "crop": self.val_side,
+            "border": self.scale,
+            "step": self.step,
+            "rows": as_json([*rows, trained["ema"], trained["generator"]]),
+            "exported": exported,
+            "why": why,
         }
-        config = {"num_in_ch": 3, "num_out_ch": 3, **{k: int(v) for k, v in self.config.items()}}
-        config.setdefault("scale", 4)
-        return ConvertedModel("rrdbnet", config, weights)
+
+    def export(self, which: str = "ema") -> ConvertedModel:
+        """The chosen network (``evaluate()["exported"]``) as a converted model, ready for the model store."""
+        return self.converted(which)
