@@ -15,6 +15,7 @@ Uses random VGG19 weights (the speed is the same as with ImageNet's).
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -93,19 +94,25 @@ def quality(args: argparse.Namespace, root: Path) -> None:
     opts.degradation.enabled = False  # clean pairs: what the model learns is the upscaling itself
     manifest = extract([clip], root / "pairs", opts)
     print(f"{len(manifest['pairs'])} clean pairs of 256 px from {clip.name}")
-    for precision in ("float32", "auto"):
+    networks = {
+        "RRDBNet 32 feat, 2 blocks": {"arch": "rrdbnet", "num_feat": 32, "num_block": 2, "num_grow_ch": 16},
+        "compact 32 feat, 8 convs": {"arch": "srvgg", "num_feat": 32, "num_conv": 8},
+    }
+    for (label, network), precision in itertools.product(networks.items(), ("float32", "auto")):
         overrides = {
-            "num_feat": 32, "num_block": 2, "num_grow_ch": 16, "batch": 4, "psnr_steps": args.steps,
-            "gan_steps": 0, "val_fraction": 0.2, "precision": precision, "psnr_lr": 2e-4, "log_every": 1000,
-            "val_every": 100000, "checkpoint_every": 100000,
+            **network, "batch": 4, "psnr_steps": args.steps, "gan_steps": 0, "val_fraction": 0.2,
+            "precision": precision, "psnr_lr": 2e-4, "log_every": 1000, "val_every": 100000,
+            "checkpoint_every": 100000,
         }  # fmt: skip
-        trainer = Trainer(Recipe.load("tiny", overrides), root / "pairs", root / f"q-{precision}", vgg_weights=None)
+        run_dir = root / f"q-{network['arch']}-{precision}"
+        trainer = Trainer(Recipe.load("tiny", overrides), root / "pairs", run_dir, vgg_weights=None)
         start = time.perf_counter()
         trainer.run()
         seconds = time.perf_counter() - start
         evaluation = trainer.evaluate()
         print(
-            f"\n{trainer.precision}: {args.steps} PSNR steps in {seconds:.0f} s ({seconds / args.steps:.3f} s/step), "
+            f"\n{label}, {trainer.precision}: {args.steps} PSNR steps in {seconds:.0f} s "
+            f"({seconds / args.steps:.3f} s/step), "
             f"data wait {100 * trainer.data_wait_fraction:.1f} % of step time; exported {evaluation['exported']}"
         )
         print(table([Score(**row) for row in evaluation["rows"]], evaluation["exported"]))
