@@ -327,3 +327,17 @@ def test_extract_records_the_codec_round_trip_and_scale(tmp_path):
     assert a["scale"] == 4 and a["options"]["degradation"]["codecs"] == ["libx264", "libx265"]
     bad = run_vsr("extract", str(clip), str(tmp_path / "c"), "--scale", "3")
     assert bad.returncode == 1 and "scale 1, 2 or 4" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_preloaded_images_give_the_same_batches_as_decoding_per_crop(pairs, monkeypatch):
+    import vsr.training.data as data
+    from vsr.degrade import Degradation
+
+    found = data.find_pairs(pairs, 128, 0.2, 0)
+    kept = [[np.asarray(t) for t in b] for b in data.batches(found, 128, 2, 5, 7, Degradation(enabled=False)).take(3)]
+    monkeypatch.setattr(data, "PRELOAD_BYTES", 0)  # too large to keep: decoded again for every crop
+    again = [[np.asarray(t) for t in b] for b in data.batches(found, 128, 2, 5, 7, Degradation(enabled=False)).take(3)]
+    for (a_lr, a_hr), (b_lr, b_hr) in zip(kept, again, strict=True):
+        np.testing.assert_array_equal(a_lr, b_lr)
+        np.testing.assert_array_equal(a_hr, b_hr)
+    assert len(kept) == 3 and kept[0][1].shape == (2, 128, 128, 3)

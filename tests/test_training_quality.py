@@ -150,7 +150,7 @@ def test_fine_tuning_the_compact_video_model_beats_where_it_started(photo, tmp_p
     assert (video["width"], video["height"]) == (4 * source["width"], 4 * source["height"])
 
 
-def test_x2_models_fine_tune_on_x2_pairs_and_refuse_x4_pairs(photo, tmp_path):
+def test_x2_and_x1_models_fine_tune_on_pairs_of_their_scale_and_refuse_others(photo, tmp_path):
     from vsr.models.store import load_converted, resolve_model
     from vsr.plugins import load_registry
 
@@ -168,3 +168,37 @@ def test_x2_models_fine_tune_on_x2_pairs_and_refuse_x4_pairs(photo, tmp_path):
     wrong = run_vsr("train", str(x4), *args, "--run", str(tmp_path / "run4"))
     assert wrong.returncode == 1
     assert "must be exactly 2:1" in wrong.stderr and wrong.stderr.count("\n") == 1, wrong.stderr
+
+    x1 = extract_pairs(photo, tmp_path / "x1", "--scale", "1")  # degraded at the same size: restoration only
+    fixture = fixture.with_name("rrdb_x1_bf16_module.pth")
+    result = run_vsr(
+        "train", str(x1), "--recipe", str(recipe), "--init", str(fixture), "--run", str(tmp_path / "run1"),
+        "--name", "x1-ft",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    model, _ = load_converted(resolve_model(load_registry(), "x1-ft"))
+    assert (model.arch, model.scale) == ("rrdbnet", 1)
+
+
+def test_the_gan_stage_fine_tunes_the_compact_model_and_scores_the_perceptual_distance(photo, tmp_path):
+    import keras
+
+    pairs = extract_pairs(photo, tmp_path / "pairs")  # degraded, with the codec round trip
+    vgg = tmp_path / "vgg19.weights.h5"  # a weights file, as offline users pass one (random here: plumbing only)
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(vgg)
+    recipe = write_recipe(tmp_path / "gan.toml", batch=2, val_fraction=0.2, psnr_steps=0, gan_steps=3)
+    run_dir = tmp_path / "run"
+    result = run_vsr(
+        "train", str(pairs), "--recipe", str(recipe), "--run", str(run_dir), "--name", "photo-gan",
+        "--init", "realesr-animevideov3", "--vgg-weights", str(vgg),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "perceptual" in result.stdout.splitlines()[1]
+    evaluation = json.loads((run_dir / "run.json").read_text())["evaluation"]
+    rows = {row["model"]: row for row in evaluation["rows"]}
+    assert set(rows) == {"bicubic", "start (realesr-animevideov3)", "ema", "generator"}
+    assert all(row["perceptual"] is not None and row["perceptual"] >= 0 for row in rows.values())
+    # after a GAN stage the EMA is exported unless it is clearly worse
+    ema, generator = rows["ema"]["psnr"], rows["generator"]["psnr"]
+    assert evaluation["exported"] == ("ema" if ema >= generator - 0.5 else "generator")
+    assert "GAN stage" in evaluation["why"]

@@ -93,21 +93,23 @@ def batches(pairs: Pairs, patch: int, batch: int, seed: int, start_step: int, sp
     scale = pairs.scale
     small = patch // scale
     degrade_fn = _degrade_fn(spec, seed, scale)
+    hr_images = _Images.load([pairs.hr[i] for i in pairs.train], hr_paths)
+    lr_images = _Images.load([pairs.lr[i] for i in pairs.train], lr_paths) if pairs.lr else None
 
     def item(k: Any) -> tuple[Any, Any]:
         epoch, pos = k // n, k % n
         perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
         index = perm[pos]
         keys = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), k]), num=4)
-        hr = tf.io.decode_png(tf.io.read_file(hr_paths[index]), channels=3)
+        hr = hr_images.get(index)
         shape = tf.shape(hr)
         ys = (shape[0] // scale - small) + 1
         xs = (shape[1] // scale - small) + 1
         y = tf.random.stateless_uniform([], keys[0], 0, ys, dtype=tf.int32)
         x = tf.random.stateless_uniform([], keys[1], 0, xs, dtype=tf.int32)
         hr_patch = hr[y * scale : y * scale + patch, x * scale : x * scale + patch]
-        if lr_paths is not None:
-            lr = tf.io.decode_png(tf.io.read_file(lr_paths[index]), channels=3)
+        if lr_images is not None:
+            lr = lr_images.get(index)
             lr_patch = lr[y : y + small, x : x + small]
         else:
             lr_patch = tf.numpy_function(degrade_fn, [hr_patch, k], tf.uint8)
@@ -127,6 +129,43 @@ def batches(pairs: Pairs, patch: int, batch: int, seed: int, start_step: int, sp
     dataset = tf.data.Dataset.range(first, np.iinfo(np.int64).max)
     dataset = dataset.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+#: decoded training images up to this many bytes are kept in memory rather than decoded again for every crop
+PRELOAD_BYTES = 512 * 2**20
+
+
+@dataclass
+class _Images:
+    """The training images for the pipeline: decoded once and kept (small sets), or read and decoded per crop."""
+
+    paths: Any
+    pixels: Any = None  # every image's pixels, one after the other, flattened
+    offsets: Any = None
+    shapes: Any = None
+
+    @classmethod
+    def load(cls, files: list[Path], paths: Any) -> _Images:
+        import tensorflow as tf
+
+        sizes = [png_size(f) for f in files]
+        if sum(w * h * 3 for w, h in sizes) > PRELOAD_BYTES:
+            return cls(paths)
+        # decoded by the same op as the per-crop path, so either gives the same batches
+        images = [tf.io.decode_png(tf.io.read_file(str(f)), channels=3).numpy() for f in files]
+        offsets = np.cumsum([0] + [im.size for im in images])[:-1]
+        flat = np.concatenate([im.ravel() for im in images])
+        shapes = np.array([im.shape for im in images], np.int64)
+        return cls(paths, tf.constant(flat), tf.constant(offsets, tf.int64), tf.constant(shapes))
+
+    def get(self, index: Any) -> Any:
+        import tensorflow as tf
+
+        if self.pixels is None:
+            return tf.io.decode_png(tf.io.read_file(self.paths[index]), channels=3)
+        shape = self.shapes[index]
+        start = self.offsets[index]
+        return tf.reshape(self.pixels[start : start + tf.reduce_prod(shape)], shape)
 
 
 def validation_side(pairs: Pairs, patch: int, multiple: int, largest: int = 256) -> int:
