@@ -117,6 +117,16 @@ def test_a_short_run_exports_a_model_that_beats_bicubic_on_held_out_pairs(photo,
     assert exported >= best_trained - 0.5, (exported, rows)
     assert exported == pytest.approx(rows[evaluation["exported"]]["psnr"], abs=0.05)  # the stored one is the chosen one
 
+    # TensorBoard has the same scores at every validation step (200 and 400)
+    tags: dict[str, list[int]] = {}
+    for events in (run_dir / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    for tag in ("val/psnr_bicubic", "val/psnr_ema", "val/psnr_generator", "val/ssim_ema", "perf/data_wait_fraction"):
+        assert tag in tags, sorted(tags)
+    assert sorted(tags["val/psnr_ema"]) == [200, 400]
+
     # --evaluate scores the checkpoint again, without training or exporting
     again = run_vsr("train", "--evaluate", str(run_dir))
     assert again.returncode == 0, again.stderr

@@ -8,8 +8,9 @@ real footage teaches it to remove them too. Two pipelines:
   downscale, sensor noise, then lossy compression;
 - **second order** (``second_order``), Real-ESRGAN's own model (Wang et al.
   2021, section 3): two rounds of (blur, random resize, Gaussian or Poisson
-  noise, JPEG), then the resize to the target size, a sinc filter (ringing)
-  and a last compression, in random order.
+  noise, JPEG), then the resize to the target size and a sinc filter
+  (ringing) in random order, and a last compression (Real-ESRGAN also puts
+  it before the resize; here it stays last, at the size a video would have).
 
 The last compression is, for video sources, a **round trip through a real
 video encoder** (x264 or x265 via PyAV at a random CRF, in a short GOP whose

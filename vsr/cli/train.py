@@ -27,7 +27,7 @@ def extract(
     min_change: Annotated[
         float, typer.Option(help="Skip near-duplicates: mean change to the last pair, levels.")
     ] = 1.0,
-    crop: Annotated[int, typer.Option(help="Random HR crop of this side, a multiple of 4 (0: whole frames).")] = 0,
+    crop: Annotated[int, typer.Option(help="Random HR crop of this side, a multiple of --scale (0: whole).")] = 0,
     max_side: Annotated[int, typer.Option(help="Crop larger frames to this side (0: no limit).")] = 0,
     degrade: Annotated[
         bool, typer.Option("--degrade/--clean", help="Blur, noise and compression on the LR side, or plain downscale.")
@@ -199,7 +199,7 @@ def train(
             with _Progress("training steps", total, every=chosen.log_every, done=trainer.step) as update:
                 trainer.run(on_step=update)
         evaluation = trainer.evaluate()
-    _report(evaluation, trainer.data_wait_fraction if evaluate is None else None)
+    _report(evaluation, trainer.data_wait_fraction if evaluate is None else None, exporting=evaluate is None)
     meta = {**meta, "evaluation": evaluation}
     if evaluate is None:
         meta["data_wait_fraction"] = round(trainer.data_wait_fraction, 4)
@@ -227,14 +227,15 @@ def _quiet_python_warnings() -> None:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
-def _report(evaluation: dict[str, Any], data_wait: float | None) -> None:
-    """The held-out table on stdout; which network is exported, and why, on stderr."""
+def _report(evaluation: dict[str, Any], data_wait: float | None, exporting: bool) -> None:
+    """The held-out table on stdout; which network is (or would be) exported, and why, on stderr."""
     from vsr.training.evaluate import Score, table
 
     rows = [Score(**row) for row in evaluation["rows"]]
     if rows:
         print(f"held-out pairs: {evaluation['pairs']} crops of {evaluation['crop']} px (border {evaluation['border']})")
         print(table(rows, evaluation["exported"]))
-    log.info("exporting the %s: %s", "EMA" if evaluation["exported"] == "ema" else "generator", evaluation["why"])
+    network = "EMA" if evaluation["exported"] == "ema" else "generator"
+    log.info("%s the %s: %s", "exporting" if exporting else "the one to export is", network, evaluation["why"])
     if data_wait is not None:
         log.info("input pipeline: %.1f %% of step time spent waiting for data", 100 * data_wait)
