@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vsr.metrics import psnr, ssim
+from vsr.metrics import from_levels, psnr, ssim
 
 #: the GAN stage exports its EMA unless the EMA's PSNR is this much below the raw generator's
 GAN_EMA_TOLERANCE_DB = 0.5
@@ -31,11 +31,6 @@ class Score:
     psnr: float
     ssim: float
     perceptual: float | None = None
-
-
-def to_levels8(images: Any) -> np.ndarray:
-    """Float images in 0..1 as uint8, clipped and rounded as the upscaler writes them."""
-    return np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
@@ -53,7 +48,8 @@ def predict(network: Any, lr: np.ndarray, batch: int = 4) -> np.ndarray:
 
 def score(name: str, sr: np.ndarray, hr: np.ndarray, border: int, vgg: Any = None) -> Score:
     """Mean PSNR/SSIM (and perceptual distance with ``vgg``) of ``sr`` against ``hr``, both (N, H, W, 3) in 0..1."""
-    sr8, hr8 = to_levels8(sr), to_levels8(hr)
+    # clipped and rounded to 8 bits, as the upscaler writes its output
+    sr8, hr8 = (from_levels(np.asarray(x, np.float32) * 255.0, np.dtype(np.uint8)) for x in (sr, hr))
     inner = (slice(None), slice(border, -border or None), slice(border, -border or None))
     sr8, hr8 = sr8[inner], hr8[inner]
     psnrs = [min(psnr(a, b), 99.0) for a, b in zip(sr8, hr8, strict=True)]

@@ -25,6 +25,7 @@ each stage and on SIGINT/SIGTERM; and ``logs/`` for TensorBoard.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -366,23 +367,24 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------------------
 
-    def validation_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """The held-out crops (LR, HR) every score is taken on."""
+    @functools.cached_property
+    def held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """The held-out crops (LR, HR) every score is taken on (read once)."""
         r = self.recipe
         return validation_set(self.pairs, self.val_side, r.seed, r.degradation)
 
-    def score_live(self, val: tuple[np.ndarray, np.ndarray]) -> dict[str, Score]:
+    def score_live(self) -> dict[str, Score]:
         """Held-out scores of the EMA and the generator as they are now (in the training precision)."""
-        lr, hr = val
+        lr, hr = self.held_out
         return {
             which: score(which, predict(network, lr), hr, self.scale, self.perceptual_vgg)
             for which, network in (("ema", self.ema), ("generator", self.generator))
         }
 
-    def _start_gan_stage(self, val: tuple[np.ndarray, np.ndarray]) -> None:
+    def _start_gan_stage(self) -> None:
         """The GAN stage starts from the better PSNR-stage network, and the EMA restarts from it."""
-        if len(val[1]):
-            scores = self.score_live(val)
+        if len(self.held_out[1]):
+            scores = self.score_live()
             best = self.ema if scores["ema"].psnr >= scores["generator"].psnr else self.generator
         else:
             best = self.ema
@@ -391,28 +393,30 @@ class Trainer:
         self.generator.set_weights(weights)
         self.ema.set_weights(weights)
 
-    def baselines(self, val: tuple[np.ndarray, np.ndarray]) -> list[Score]:
-        """Bicubic and (when fine-tuning) the starting model in float32, on the held-out crops."""
+    @functools.cached_property
+    def baselines(self) -> list[Score]:
+        """Bicubic and (when fine-tuning) the starting model in float32, on the held-out crops (scored once)."""
         from vsr.models.build import build_network
 
-        lr, hr = val
+        lr, hr = self.held_out
         rows = [score("bicubic", bicubic(lr, self.scale), hr, self.scale, self.perceptual_vgg)]
         if self.init is not None:
             start = build_network(self.init)
             rows.append(score(f"start ({self.init_name})", predict(start, lr), hr, self.scale, self.perceptual_vgg))
         return rows
 
-    def _log_validation(self, writer: Any, val: tuple[np.ndarray, np.ndarray], baselines: list[Score]) -> None:
+    def _log_validation(self) -> None:
+        """The held-out scores of every row, and a few LR/SR/HR crops, into the active summary writer."""
         import tensorflow as tf
 
-        rows = [*baselines, *self.score_live(val).values()]
+        rows = [*self.baselines, *self.score_live().values()]
         for row in rows:
             label = row.model.split(" ")[0]
             tf.summary.scalar(f"val/psnr_{label}", row.psnr)
             tf.summary.scalar(f"val/ssim_{label}", row.ssim)
             if row.perceptual is not None:
                 tf.summary.scalar(f"val/perceptual_{label}", row.perceptual)
-        lr, hr = val[0][:4], val[1][:4]
+        lr, hr = self.held_out[0][:4], self.held_out[1][:4]
         sr = np.clip(predict(self.ema, lr), 0, 1)
         up = np.repeat(np.repeat(lr, self.scale, axis=1), self.scale, axis=2)
         tf.summary.image("val/lr_sr_hr", np.concatenate([up, sr, hr], axis=2), max_outputs=4)
@@ -429,13 +433,11 @@ class Trainer:
             log.info("resuming %s at step %d of %d", self.run_dir, self.step, total)
         dataset = batches(self.pairs, r.patch, r.batch, r.seed, self.step, r.degradation)
         data = iter(self.strategy.experimental_distribute_dataset(dataset))
-        val = self.validation_data()
-        baselines = self.baselines(val) if len(val[1]) and self.step < total else []
         writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
         try:
             while self.step < total:
                 if self.step == r.psnr_steps and r.psnr_steps > 0:
-                    self._start_gan_stage(val)
+                    self._start_gan_stage()
                 began = time.perf_counter()
                 lr, hr = next(data)
                 fed = time.perf_counter()
@@ -451,8 +453,8 @@ class Trainer:
                             tf.summary.scalar(f"loss/{key}", value)
                         tf.summary.scalar("perf/data_wait_fraction", self.data_wait_fraction)
                         tf.summary.scalar("ema/decay", self.ema_decay())
-                    if (self.step % r.val_every == 0 or stage_end) and len(val[1]):
-                        self._log_validation(writer, val, baselines)
+                    if (self.step % r.val_every == 0 or stage_end) and len(self.held_out[1]):
+                        self._log_validation()
                 if self.step % r.checkpoint_every == 0 or stage_end:
                     self.save()
                 if on_step is not None:
@@ -469,13 +471,6 @@ class Trainer:
         """The share of step time this process spent waiting for the input pipeline."""
         return self.data_wait / self.step_time if self.step_time else 0.0
 
-    def converted(self, which: str) -> ConvertedModel:
-        """``"ema"`` or ``"generator"`` as a converted model (weights by layer name, float32)."""
-        network = self.ema if which == "ema" else self.generator
-        layers = [layer for layer in network.layers if layer.weights]
-        weights = {layer.name: [np.asarray(w, np.float32) for w in layer.get_weights()] for layer in layers}
-        return ConvertedModel(self.arch, dict(self.config), weights)
-
     def evaluate(self) -> dict[str, Any]:
         """Score bicubic, the starting model, the EMA and the generator on the held-out pairs; pick the export.
 
@@ -486,7 +481,7 @@ class Trainer:
         from vsr.training.evaluate import as_json
 
         r = self.recipe
-        val = self.validation_data()
+        val = self.held_out
         gan = self.step > r.psnr_steps
         if not len(val[1]):
             return {
@@ -495,10 +490,10 @@ class Trainer:
                 "exported": "ema",
                 "why": "no held-out pairs (val_fraction 0 or a single image): the EMA, unscored",
             }
-        rows = self.baselines(val)
+        rows = self.baselines
         trained = {}
         for which in ("ema", "generator"):
-            network = build_network(self.converted(which))
+            network = build_network(self.export(which))
             trained[which] = score(which, predict(network, val[0]), val[1], self.scale, self.perceptual_vgg)
         exported, why = choose(trained["ema"], trained["generator"], gan)
         return {
@@ -513,5 +508,9 @@ class Trainer:
         }
 
     def export(self, which: str = "ema") -> ConvertedModel:
-        """The chosen network (``evaluate()["exported"]``) as a converted model, ready for the model store."""
-        return self.converted(which)
+        """``"ema"`` or ``"generator"`` (``evaluate()["exported"]``) as a converted model, float32 weights by
+        layer name, ready for the model store."""
+        network = self.ema if which == "ema" else self.generator
+        layers = [layer for layer in network.layers if layer.weights]
+        weights = {layer.name: [np.asarray(w, np.float32) for w in layer.get_weights()] for layer in layers}
+        return ConvertedModel(self.arch, dict(self.config), weights)
