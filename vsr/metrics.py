@@ -2,10 +2,19 @@
 
 - **flicker**: mean absolute frame-to-frame change of the output, in 8-bit
   levels, measured only where the *input* did not change (so real motion does
-  not count). Per-frame ESRGAN texture shimmer shows up here.
+  not count). Per-frame ESRGAN texture shimmer in still areas shows up here.
+- **motion-compensated flicker** (``mc_flicker``): the same on moving
+  pictures. The motion between consecutive *input* frames is estimated
+  (:mod:`vsr.motion`, dense DIS flow), the previous output is warped by it
+  (scaled to the output) and compared with the current output, over the
+  pixels where the warped previous input predicts the current input
+  (:func:`vsr.motion.compensate`'s error under ``occlusion_threshold``): pans,
+  zooms and moving objects count, occlusions and new content do not.
 - **ghosting**: mean absolute difference between a smoothed output and the
-  unsmoothed one, measured only where the input moved. A smoother that drags
-  history into moving regions (trails) scores high; zero is ideal.
+  unsmoothed one, measured where the motion-compensated previous input does
+  *not* predict the current input (occlusions, uncovered background, new
+  content, motion the estimate missed): there a smoother can only drag in
+  history that does not belong (trails); zero is ideal.
 - **PSNR / SSIM** against a reference, when one is given.
 
 All functions take ``H x W x 3`` arrays (uint8, uint16 or float on the 8-bit
@@ -15,6 +24,7 @@ scale) and work frame pair by frame pair, so long videos stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -103,14 +113,24 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 7) -> float:
     return float(s.mean())
 
 
+def box3(values: np.ndarray) -> np.ndarray:
+    """Mean over each pixel's 3x3 neighbourhood, edges replicated."""
+    padded = np.pad(values, 1, mode="edge")
+    h, w = values.shape
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
+
+
 @dataclass
 class StabilityReport:
     """Accumulates metrics over a stream of frame pairs."""
 
     static_threshold: float = 2.0
+    occlusion_threshold: float = 8.0
     radius: int = 1
     flicker_sum: float = 0.0
     flicker_count: int = 0
+    mc_sum: float = 0.0
+    mc_count: int = 0
     ghost_sum: float = 0.0
     ghost_count: int = 0
     psnr_values: list[float] = field(default_factory=list)
@@ -118,6 +138,7 @@ class StabilityReport:
     frames: int = 0
     _prev_in: np.ndarray | None = None
     _prev_out: np.ndarray | None = None
+    _flow: Any = None
 
     def add(
         self,
@@ -128,24 +149,47 @@ class StabilityReport:
     ) -> None:
         """Add one frame: the input, our output, optionally the unsmoothed output and a reference."""
         out = to_levels(upscaled)
-        if self._prev_in is not None and self._prev_out is not None and self._prev_in.shape == original.shape:
-            change = resize_nearest(change_map(self._prev_in, original, self.radius), *out.shape[:2])
+        prev_in, prev_out = self._prev_in, self._prev_out
+        if prev_in is not None and prev_out is not None and prev_in.shape == original.shape:
+            change = resize_nearest(change_map(prev_in, original, self.radius), *out.shape[:2])
             static = change <= self.static_threshold
             if static.any():
-                self.flicker_sum += float(np.abs(out - self._prev_out).max(axis=2)[static].sum())
+                self.flicker_sum += float(np.abs(out - prev_out).max(axis=2)[static].sum())
                 self.flicker_count += int(static.sum())
-            if unsmoothed is not None and (~static).any():
-                self.ghost_sum += float(np.abs(out - to_levels(unsmoothed)).max(axis=2)[~static].sum())
-                self.ghost_count += int((~static).sum())
+            predicted, error = self._compensated(prev_in, original, prev_out, out)
+            if predicted.any():
+                self.mc_sum += float(error[predicted].sum())
+                self.mc_count += int(predicted.sum())
+            if unsmoothed is not None and (~predicted).any():
+                self.ghost_sum += float(np.abs(out - to_levels(unsmoothed)).max(axis=2)[~predicted].sum())
+                self.ghost_count += int((~predicted).sum())
         if reference is not None:
             self.psnr_values.append(psnr(upscaled, reference))
             self.ssim_values.append(ssim(upscaled, reference))
         self._prev_in, self._prev_out = original, out
         self.frames += 1
 
+    def _compensated(
+        self, prev_in: np.ndarray, cur_in: np.ndarray, prev_out: np.ndarray, cur_out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where the motion-compensated previous input predicts the current one (at output size), and the
+        output's frame-to-frame error after the same compensation (max over RGB)."""
+        from vsr.motion import FlowEstimator, compensate, remap, scale_flow
+
+        if self._flow is None:
+            self._flow = FlowEstimator("fast")
+        flow, error_in, inside = compensate(prev_in, cur_in, self._flow(prev_in, cur_in))
+        good = resize_nearest(((error_in <= self.occlusion_threshold) & inside).astype(np.uint8), *cur_out.shape[:2])
+        warped, inside_out = remap(prev_out, scale_flow(flow, *cur_out.shape[:2]))
+        return (good > 0) & inside_out, np.abs(cur_out - warped).max(axis=2)
+
     @property
     def flicker(self) -> float:
         return self.flicker_sum / self.flicker_count if self.flicker_count else float("nan")
+
+    @property
+    def mc_flicker(self) -> float:
+        return self.mc_sum / self.mc_count if self.mc_count else float("nan")
 
     @property
     def ghosting(self) -> float:
@@ -159,6 +203,7 @@ class StabilityReport:
         return {
             "frames": self.frames,
             "flicker": self.flicker if self.flicker_count else None,
+            "mc_flicker": self.mc_flicker if self.mc_count else None,
             "ghosting": self.ghosting if self.ghost_count else None,
             "psnr": mean(self.psnr_values),
             "ssim": mean(self.ssim_values),

@@ -29,10 +29,13 @@ def metrics(
     ] = None,
     reference: Annotated[Path | None, typer.Option(help="A ground-truth video at the output size (PSNR/SSIM).")] = None,
     static_threshold: Annotated[float, typer.Option(help="Input change (8-bit levels) still counted as static.")] = 2.0,
+    occlusion_threshold: Annotated[
+        float, typer.Option(help="Motion-compensated input error (8-bit levels) above which a pixel is occluded.")
+    ] = 8.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Measure flicker (still areas), ghosting (moving areas) and PSNR/SSIM of UPSCALED."""
-    report = StabilityReport(static_threshold=static_threshold)
+    """Measure flicker (still areas), motion-compensated flicker, ghosting and PSNR/SSIM of UPSCALED."""
+    report = StabilityReport(static_threshold=static_threshold, occlusion_threshold=occlusion_threshold)
     extras = {name: _frames(path) for name, path in (("unsmoothed", unsmoothed), ("reference", reference)) if path}
     for original_frame, upscaled_frame, *others in zip(
         _frames(original), _frames(upscaled), *extras.values(), strict=False
