@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 
+import av
 import cv2
 import motion_clips as clips
 import numpy as np
 import pytest
 
-from conftest import TINY, run_vsr
+from conftest import TINY, decode_rgb, run_vsr
 from stages.smooth import SmoothOptions, TemporalSmoother
 from vsr.frame import Colour, Frame
 from vsr.metrics import StabilityReport, change_map, content_change, hsv, psnr, resize_nearest, ssim
@@ -258,3 +259,45 @@ def test_cli_smooth_and_metrics(sample_clip, tmp_path):
     baseline = json.loads(run_vsr("metrics", str(sample_clip), str(plain), "--json").stdout)
     assert data["flicker"] <= baseline["flicker"]
 
+
+def test_compare_writes_a_picture_and_a_clip(sample_clip, tmp_path):
+    plain, smoothed = tmp_path / "plain.mp4", tmp_path / "smooth.mp4"
+    assert run_vsr("upscale", str(sample_clip), "-o", str(plain), *TINY).returncode == 0
+    assert run_vsr("upscale", str(sample_clip), "-o", str(smoothed), *TINY, "--smooth").returncode == 0
+    picture = tmp_path / "cmp.png"
+    args = ["compare", str(sample_clip), str(smoothed), "-o", str(picture), "--unsmoothed", str(plain)]
+    result = run_vsr(*args, "--at", "0.25", "--at", "0:00.5", "--video")
+    assert result.returncode == 0, result.stderr
+    assert "input (bicubic) | unsmoothed | output" in result.stderr
+    with av.open(str(picture)) as container:
+        image = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    w, h, gap = 256, 144, 4  # 64x36 upscaled 4x; three columns; per time a whole row and a crop row
+    assert image.shape == (2 * (2 * h + gap) + 4 * gap, 3 * w + 2 * gap, 3)
+    output_at = decode_rgb(smoothed)[3]  # 0.25 s at 12 fps
+    whole = image[:h, 2 * (w + gap) : 2 * (w + gap) + w].astype(int)
+    box = (whole == (255, 200, 0)).all(axis=2)  # the marker of the cropped region
+    assert 0 < box.mean() < 0.2
+    np.testing.assert_array_equal(whole[~box], output_at[~box])  # the whole-frame panel is the output, lossless
+    bicubic = image[:h, :w]
+    assert psnr(bicubic, output_at, ~box) > 20 and not np.array_equal(bicubic[~box], output_at[~box])
+    crop = image[h + gap : 2 * h + gap, 2 * (w + gap) : 2 * (w + gap) + w]
+    np.testing.assert_array_equal(crop[::2, ::2], crop[1::2, 1::2])  # a 2x nearest enlargement
+    assert crop.std() > 5  # the most detailed part, not a flat one
+    clip = picture.with_suffix(".mp4")
+    side = decode_rgb(clip)
+    assert len(side) == 9 and side[0].shape == (h, 3 * w + 2 * gap, 3)  # from 0.25 s to the end
+    assert psnr(side[0][:, 2 * (w + gap) :], output_at) > 30
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--at", "9"], "past the end"),
+        (["--at", "soon"], "expected seconds"),
+        (["-o", "x.jpg"], "must end in .png"),
+    ],
+)
+def test_compare_refuses_bad_options(sample_clip, tmp_path, extra, message):
+    result = run_vsr("compare", str(sample_clip), str(sample_clip), *extra, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

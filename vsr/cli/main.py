@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from vsr import __version__
-from vsr.cli import listing, metrics, models, sample, train, upscale
+from vsr.cli import compare, listing, metrics, models, sample, train, upscale
 from vsr.errors import Interrupted, VsrError, printable
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ app.command("sample")(sample.sample)
 app.command("extract", no_args_is_help=True)(train.extract)
 app.command("train", no_args_is_help=True)(train.train)
 app.command("metrics", no_args_is_help=True)(metrics.metrics)
+app.command("compare", no_args_is_help=True)(compare.compare)
 
 
 def _version(value: bool) -> None:
