@@ -47,7 +47,8 @@ def test_builtin_presets_are_registered_and_valid(sample_clip, tmp_path):
         preset = resolve_preset(registry, name)
         assert preset.description
         choices = {c.role: c for c in preset.choices()}
-        assert set(choices) == {"decode", "upscale", "encode"}  # smoothing off in every built-in
+        smoothed = {"decode", "upscale", "smooth", "encode"}
+        assert set(choices) == (smoothed if name in ("anime", "fast") else smoothed - {"smooth"})
         if name in models:
             assert choices["upscale"].options["model"] == models[name]
         job = Job(sample_clip, tmp_path / "x.mp4", tmp_path / "x.mp4", registry=registry)

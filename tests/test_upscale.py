@@ -214,7 +214,9 @@ def test_real_anime_weights_end_to_end(tmp_path):
     from vsr.sample import write_sample
 
     clip = write_sample(tmp_path / "tiny.mp4", seconds=0.25, width=48, height=32, fps=12)
-    result = upscale_file(plan_run(load_registry(), "anime"), clip)
+    plan = plan_run(load_registry(), "anime")
+    assert [s.role for s in plan.stages] == ["decode", "upscale", "smooth", "encode"]  # the preset smooths
+    result = upscale_file(plan, clip)
     assert result.output == tmp_path / "tiny.x4.mp4" and result.frames == 3
     v = _video(streams(result.output))
     assert (v["width"], v["height"], v["codec_name"]) == (192, 128, "h264")
