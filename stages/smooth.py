@@ -179,6 +179,9 @@ class TemporalSmoother(Stage):
 
             with quiet_native_stderr():  # a first Keras import starts the backend (see vsr.backend)
                 self._graphs[key] = blend_graph(scale, dtype)
+            opts = self.options
+            motion = "no motion compensation" if opts.flow == "none" else f"motion-compensated (DIS {opts.flow})"
+            self.job.log.info("smooth: temporal, %s, strength %g", motion, opts.strength)
         return self._graphs[key]
 
     def blend(
@@ -230,6 +233,8 @@ class TemporalSmoother(Stage):
                     future: Future[np.ndarray] = Future()
                     future.set_result(frame.pixels)
                 else:
+                    # built here, not on the worker: building silences fd 2, which the main thread writes to
+                    self._graph(frame.height // small.shape[0], frame.pixels.dtype)
                     future = pool.submit(self.blend, frame.pixels, prev_out, small, prev_in)
                 pending = (frame, small, future)
                 prev_in, prev_hsv = small, small_hsv
