@@ -113,13 +113,6 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 7) -> float:
     return float(s.mean())
 
 
-def box3(values: np.ndarray) -> np.ndarray:
-    """Mean over each pixel's 3x3 neighbourhood, edges replicated."""
-    padded = np.pad(values, 1, mode="edge")
-    h, w = values.shape
-    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
-
-
 @dataclass
 class StabilityReport:
     """Accumulates metrics over a stream of frame pairs."""
