@@ -5,7 +5,8 @@ For each built-in model, on the same frames of the built-in sample scene:
 - ncnn: the reference engine (PyPI ``ncnn``), model only, its CPU defaults;
 - vsr model-only: our compiled Keras network through the tiler, frames in memory;
 - vsr end-to-end: ``vsr upscale`` on a clip of those frames (decode, colour
-  conversion, inference, encode, remux), with the model's preset.
+  conversion, inference, encode, remux), with the model's preset, temporal
+  smoothing off (bench_smooth.py measures its cost).
 
 Prints ms/frame, fps and the ratios side by side. Not a test: run it by hand,
 ``python bench/bench_upscale.py [--width 160 --height 120 --precisions float32 bfloat16]``.
@@ -106,7 +107,9 @@ def vsr_e2e_fps(model: str, preset_name: str, precision: str, clip: Path, out_di
     The first network call (``warm`` frames) includes building and compiling the
     graph, which the model-only figure leaves out too.
     """
-    plan = plan_run(load_registry(), preset_name, model=model, overrides=[f"upscale.precision={precision}"])
+    overrides = [f"upscale.precision={precision}"]
+    # the upscaler's path alone, comparable with ncnn's: smoothing (on in anime and fast) is bench_smooth.py's
+    plan = plan_run(load_registry(), preset_name, model=model, overrides=overrides, smooth=False)
     marks: list[float] = []
     result = upscale_file(
         plan,
