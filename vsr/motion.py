@@ -7,14 +7,15 @@ moving objects alike. Measured on 2 cores (bench/README.md), DIS "fast" takes
 about 1 ms at 160x120 and 40 ms at 1920x1080, where Farneback's dense flow
 takes 4.5 ms and 570 ms.
 
-Convention: :func:`estimate_flow` returns the *backward* flow ``f`` of the
+Convention: :class:`FlowEstimator` returns the *backward* flow ``f`` of the
 current frame: the pixel at ``p`` in the current frame came from ``p + f(p)``
 in the previous one, so ``warp(previous, f)`` predicts the current frame.
 ``f[..., 0]`` is x (columns), ``f[..., 1]`` is y (rows), in pixels.
 
-Two warps: :func:`remap` (OpenCV, numpy arrays, used by ``vsr metrics`` as an
-independent judge) and the compiled Keras one in
-:mod:`stages.smooth`, which runs on the upscaler's device.
+Two warps: :func:`remap` (OpenCV, bilinear, at input resolution for the
+smoother's gate and at any size for ``vsr metrics``) and the compiled Keras
+one in :mod:`stages.smooth`, which moves output frames on the upscaler's
+device.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from vsr.metrics import to_levels
 
 FlowPreset = Literal["ultrafast", "fast", "medium", "none"]
 
-_PRESETS = {"ultrafast": "DISOPTICAL_FLOW_PRESET_ULTRAFAST", "fast": "DISOPTICAL_FLOW_PRESET_FAST"}
-_PRESETS["medium"] = "DISOPTICAL_FLOW_PRESET_MEDIUM"
+#: OpenCV's name of each DIS preset
+_PRESETS = {
+    "ultrafast": "DISOPTICAL_FLOW_PRESET_ULTRAFAST",
+    "fast": "DISOPTICAL_FLOW_PRESET_FAST",
+    "medium": "DISOPTICAL_FLOW_PRESET_MEDIUM",
+}
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -47,6 +52,7 @@ class FlowEstimator:
     def __init__(self, preset: FlowPreset = "fast") -> None:
         self.preset = preset
         self._dis: Any = None
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # the last current frame and its luma
         if preset != "none":
             import cv2
 
@@ -57,12 +63,11 @@ class FlowEstimator:
         height, width = current.shape[:2]
         if self._dis is None or min(height, width) < 8:  # DIS needs a few pixels of image pyramid
             return np.zeros((height, width, 2), dtype=np.float32)
-        return self._dis.calc(gray(current), gray(previous), None)
-
-
-def estimate_flow(previous: np.ndarray, current: np.ndarray, preset: FlowPreset = "fast") -> np.ndarray:
-    """One-off :class:`FlowEstimator` call (a stream should keep one estimator)."""
-    return FlowEstimator(preset)(previous, current)
+        # in a stream, this call's previous frame is the last call's current one: its luma is kept
+        before = self._last[1] if self._last is not None and self._last[0] is previous else gray(previous)
+        now = gray(current)
+        self._last = (current, now)
+        return self._dis.calc(now, before, None)
 
 
 def scale_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
