@@ -8,6 +8,26 @@ import keras
 from keras import ops
 
 
+def exact_dtype(dtype: Any) -> Any:
+    """The dtype for the layers of a mixed-precision network that need float32's precision.
+
+    ``dtype`` is the network's dtype policy; for a mixed policy (bfloat16 or
+    float16 compute, float32 variables) this is ``"float32"``, otherwise
+    ``dtype`` itself. ESRGAN-family networks carry their picture through long
+    chains of residual additions (RRDBNet's 0.2-scaled skips, the trunk, the
+    compact model's added-back input): with bfloat16's 8-bit mantissa every
+    addition rounds the running sum to about 1/256 of its size, and the
+    errors add up to whole levels of the output. Keeping those additions and
+    the last convolutions in float32 costs little (they are a small part of
+    the arithmetic) and keeps bfloat16 within a few levels of float32
+    (bench/README.md).
+    """
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else None
+    if policy is not None and policy.compute_dtype != policy.variable_dtype:
+        return "float32"
+    return dtype
+
+
 @keras.saving.register_keras_serializable(package="vsr")
 class PixelShuffle(keras.layers.Layer):
     """Rearrange ``C * r * r`` channels into an ``r`` times larger image.

@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from vsr.models.layers import PixelUnshuffle, ScaledResidual
+from vsr.models.layers import PixelUnshuffle, ScaledResidual, exact_dtype
 
 #: ESRGAN's residual scaling factor ("we use 0.2 to scale the residual").
 RESIDUAL_SCALE = 0.2
@@ -35,7 +35,7 @@ def residual_dense_block(x: Any, num_feat: int, num_grow_ch: int, name: str, dty
         num_feat: channels of the block's input and output.
         num_grow_ch: channels each of the first four convs adds ("growth").
         name: prefix for the layer names.
-        dtype: Keras dtype policy for every layer.
+        dtype: Keras dtype policy (the scaled skip stays in float32 under a mixed policy).
     """
     features = [x]
     for m in range(1, 5):
@@ -43,7 +43,7 @@ def residual_dense_block(x: Any, num_feat: int, num_grow_ch: int, name: str, dty
         y = _conv(num_grow_ch, f"{name}_conv{m}", dtype)(inp)
         features.append(_leaky(f"{name}_lrelu{m}", dtype)(y))
     y = _conv(num_feat, f"{name}_conv5", dtype)(keras.layers.Concatenate(name=f"{name}_cat5", dtype=dtype)(features))
-    return ScaledResidual(RESIDUAL_SCALE, name=f"{name}_res", dtype=dtype)([y, x])
+    return ScaledResidual(RESIDUAL_SCALE, name=f"{name}_res", dtype=exact_dtype(dtype))([y, x])
 
 
 def rrdb(x: Any, num_feat: int, num_grow_ch: int, name: str, dtype: Any = None) -> Any:
@@ -51,7 +51,7 @@ def rrdb(x: Any, num_feat: int, num_grow_ch: int, name: str, dtype: Any = None) 
     y = x
     for k in range(1, 4):
         y = residual_dense_block(y, num_feat, num_grow_ch, f"{name}_rdb{k}", dtype)
-    return ScaledResidual(RESIDUAL_SCALE, name=f"{name}_res", dtype=dtype)([y, x])
+    return ScaledResidual(RESIDUAL_SCALE, name=f"{name}_res", dtype=exact_dtype(dtype))([y, x])
 
 
 @keras.saving.register_keras_serializable(package="vsr")
@@ -75,7 +75,9 @@ class RRDBNet(keras.Model):
         num_grow_ch: growth channels inside each dense block. Default: 32.
         scale: output size over input size: 1, 2, 4 or 8. Default: 4.
         num_upsample: x2 upsampling steps. Default: 2 (BasicSR's only choice).
-        dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
+        dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``; under a mixed policy the first and
+            last convs and the residual additions compute in float32 (see
+            :func:`vsr.models.layers.exact_dtype`).
     """
 
     def __init__(
@@ -94,21 +96,24 @@ class RRDBNet(keras.Model):
         if scale < 1 or rest or unshuffle not in (1, 2, 4):
             raise ValueError(f"RRDBNet: scale {scale} does not fit {num_upsample} x2 upsamplings")
         # === Functional Model ===
+        # under a mixed policy the first and last convs, the skips and the trunk addition stay in
+        # float32: they carry the picture itself, which bfloat16 would round to 1/256 (exact_dtype)
+        exact = exact_dtype(dtype)
         inputs = keras.Input(shape=(None, None, num_in_ch), name="image")
         x = inputs
         if unshuffle > 1:
-            x = PixelUnshuffle(unshuffle, name="pixel_unshuffle", dtype=dtype)(x)
-        feat = _conv(num_feat, "conv_first", dtype)(x)
+            x = PixelUnshuffle(unshuffle, name="pixel_unshuffle", dtype=exact)(x)
+        feat = _conv(num_feat, "conv_first", exact)(x)
         body = feat
         for b in range(num_block):
             body = rrdb(body, num_feat, num_grow_ch, f"body_{b}", dtype)
         body = _conv(num_feat, "conv_body", dtype)(body)
-        feat = keras.layers.Add(name="trunk_add", dtype=dtype)([feat, body])
+        feat = keras.layers.Add(name="trunk_add", dtype=exact)([feat, body])
         for i in range(1, num_upsample + 1):
             feat = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}", dtype=dtype)(feat)
             feat = _leaky(f"lrelu_up{i}", dtype)(_conv(num_feat, f"conv_up{i}", dtype)(feat))
         feat = _leaky("lrelu_hr", dtype)(_conv(num_feat, "conv_hr", dtype)(feat))
-        outputs = _conv(num_out_ch, "conv_last", dtype)(feat)
+        outputs = _conv(num_out_ch, "conv_last", exact)(feat)
         kwargs.setdefault("name", "rrdbnet")
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from vsr.models.layers import PixelShuffle
+from vsr.models.layers import PixelShuffle, exact_dtype
 
 
 @keras.saving.register_keras_serializable(package="vsr")
@@ -25,7 +25,8 @@ class SRVGGNetCompact(keras.Model):
         num_feat: feature channels. Default: 64.
         num_conv: convs in the body, besides the first and the last. Default: 16.
         upscale: scale factor. Default: 4.
-        dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
+        dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``; under a mixed policy the first conv
+            and the added-back input compute in float32 (see :func:`vsr.models.layers.exact_dtype`).
     """
 
     def __init__(
@@ -39,22 +40,26 @@ class SRVGGNetCompact(keras.Model):
         **kwargs: Any,
     ) -> None:
         # === Functional Model ===
+        # under a mixed policy the first conv (it sees the pixels) and the added-back input stay in
+        # float32: bfloat16 would round the picture itself to 1/256 (exact_dtype)
+        exact = exact_dtype(dtype)
         inputs = keras.Input(shape=(None, None, num_in_ch), name="image")
         x = inputs
         index = 0
         for _ in range(num_conv + 1):
-            x = keras.layers.Conv2D(num_feat, 3, padding="same", name=f"body_{index}", dtype=dtype)(x)
+            layer_dtype = exact if index == 0 else dtype
+            x = keras.layers.Conv2D(num_feat, 3, padding="same", name=f"body_{index}", dtype=layer_dtype)(x)
             x = keras.layers.PReLU(  # slopes start at 0.25 as PyTorch's do (zeros, Keras' default, is a ReLU)
                 alpha_initializer=keras.initializers.Constant(0.25),
                 shared_axes=[1, 2],
                 name=f"body_{index + 1}",
-                dtype=dtype,
+                dtype=layer_dtype,
             )(x)
             index += 2
         x = keras.layers.Conv2D(num_out_ch * upscale * upscale, 3, padding="same", name=f"body_{index}", dtype=dtype)(x)
         x = PixelShuffle(upscale, name="pixel_shuffle", dtype=dtype)(x)
-        base = keras.layers.UpSampling2D(upscale, interpolation="nearest", name="base", dtype=dtype)(inputs)
-        outputs = keras.layers.Add(name="add_base", dtype=dtype)([x, base])
+        base = keras.layers.UpSampling2D(upscale, interpolation="nearest", name="base", dtype=exact)(inputs)
+        outputs = keras.layers.Add(name="add_base", dtype=exact)([x, base])
         kwargs.setdefault("name", "srvggnet_compact")
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
