@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from vsr.engine import Engine, KerasEngine
+from vsr.errors import UsageError, VsrError
 from vsr.frame import Frame
 from vsr.hookspecs import hookimpl
 from vsr.models.registry import ModelSpec
@@ -31,6 +33,8 @@ class UpscaleOptions:
     """Compute precision; "auto": float16 on a GPU, bfloat16 on a CPU with avx512_bf16/AMX, else float32."""
     output_bits: Literal[0, 8, 16] = 0
     """Bits per channel of the upscaled frames: 0 keeps the input's (8, or 16 for deep sources)."""
+    engine: str = "auto"
+    """What runs the network: "keras", "openvino" (if installed) or a plugin's; "auto": the fastest here."""
 
     def validate(self) -> str | None:
         if (self.tile_pad != "auto" and self.tile_pad < 0) or (self.tile != "auto" and self.tile < 0):
@@ -42,6 +46,26 @@ class UpscaleOptions:
         if (self.tile != "auto" and self.tile > 8192) or (self.tile_pad != "auto" and self.tile_pad > 512):
             return "tile must be at most 8192 and tile_pad at most 512"
         return None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What :meth:`ESRGANUpscaler.prepare` looked up: the model and the engines it may run on."""
+
+    spec: ModelSpec
+    #: the engine named in the options, or every registered one for ``engine = "auto"``
+    engines: tuple[type[Engine], ...]
+
+
+def choose_engine(engines: tuple[type[Engine], ...], gpu: bool) -> type[Engine]:
+    """The engine among ``engines`` to run on: the one named, or for ``engine = "auto"`` (all registered)
+    the highest :meth:`~vsr.engine.Engine.auto_rank` that can run here."""
+    if len(engines) == 1:
+        return engines[0]
+    ranked = [(rank, e) for e in engines if (rank := e.auto_rank(gpu)) is not None and e.missing() is None]
+    if not ranked:
+        raise VsrError("no upscaler engine can run here (the keras engine is disabled?)")
+    return max(ranked, key=lambda item: item[0])[1]
 
 
 #: The last network built, by model and settings: later files of a batch skip loading and compiling it.
@@ -66,25 +90,36 @@ class ESRGANUpscaler(Stage):
         from vsr.backend import quiet_native_stderr
         from vsr.models.store import resolve_model, weights_digest
 
+        engines = registry.engines()
+        if options.engine == "auto":
+            candidates = tuple(engines.values())
+        elif options.engine in engines:
+            candidates = (engines[options.engine],)
+            if reason := candidates[0].missing():
+                raise UsageError(f"upscale engine {options.engine!r} cannot run here: {reason}")
+        else:
+            known = ", ".join(["auto", *sorted(engines)])
+            raise UsageError(f"unknown upscale engine {options.engine!r} (known: {known})")
         spec = resolve_model(registry, options.model)
         with quiet_native_stderr():  # a first conversion may import the backend (see vsr.backend)
             digest = weights_digest(spec)
         identity = {"model": spec.name, "weights_sha256": digest}
-        return Prepared(identity=identity, scale=spec.scale, resource=spec)
+        return Prepared(identity=identity, scale=spec.scale, resource=Resolved(spec, candidates))
 
     def __init__(self, options: UpscaleOptions, job: Job) -> None:
         super().__init__(options, job)
-        spec = job.prepared.resource
-        if not isinstance(spec, ModelSpec):
+        resolved = job.prepared.resource
+        if not isinstance(resolved, Resolved):
             raise ValueError("the esrgan upscaler is built from a run plan (vsr.plan), which resolves its model")
-        self.spec = spec
+        self.spec = resolved.spec
+        self.engines = resolved.engines
 
     def _build(self, deep_input: bool) -> Any:
         """The tiled network for this job; a batch's files with the same settings share one."""
         bits = self.options.output_bits or (16 if deep_input else 8)
         opts = self.options
         digest = self.job.prepared.identity.get("weights_sha256")
-        key = (self.spec.name, digest, opts.precision, opts.tile, opts.tile_pad, opts.batch, bits)
+        key = (self.spec.name, digest, opts.engine, opts.precision, opts.tile, opts.tile_pad, opts.batch, bits)
         if key not in _BUILT:
             _BUILT.clear()  # one network at a time: a batch uses one model
             _BUILT[key] = self._build_new(bits)
@@ -92,16 +127,17 @@ class ESRGANUpscaler(Stage):
 
     def _build_new(self, bits: int) -> Any:
         from vsr.backend import quiet_native_stderr
-        from vsr.device import describe_device
+        from vsr.device import has_gpu
         from vsr.inference import build_upscaler
         from vsr.models.store import load_converted
 
         opts = self.options
         with quiet_native_stderr():  # TensorFlow's native start-up lines (see vsr.backend)
             converted, cached = load_converted(self.spec)
-            device = describe_device()
+            engine = choose_engine(self.engines, has_gpu())
             upscaler = build_upscaler(
                 converted,
+                engine=engine,
                 precision=opts.precision,
                 tile=opts.tile,
                 pad=opts.tile_pad,
@@ -111,13 +147,15 @@ class ESRGANUpscaler(Stage):
         tiles = f"tiles of {upscaler.tile} px" if upscaler.tile else "whole frames"
         tiles += (" (auto)" if opts.tile == "auto" else "") + (f", context {upscaler.pad} px" if upscaler.tile else "")
         self.job.log.info(
-            "upscale: %s (%s %s, x%d) in %s on %s, %s%s",
+            "upscale: %s (%s %s, x%d) with the %s engine%s in %s on %s, %s%s",
             self.spec.name,
             converted.arch,
             ",".join(f"{k}={v}" for k, v in converted.config.items() if k.startswith("num_") and "ch" not in k),
             self.spec.scale,
+            engine.name,
+            " (auto)" if opts.engine == "auto" else "",
             upscaler.precision + (" (auto)" if opts.precision == "auto" else ""),
-            device,
+            upscaler.engine.device,
             tiles,
             "" if cached else " (weights converted and cached)",
         )
@@ -148,3 +186,4 @@ class ESRGANUpscaler(Stage):
 @hookimpl
 def register_upscalers(register: StageRegister) -> None:
     register(ESRGANUpscaler)
+    register(KerasEngine)

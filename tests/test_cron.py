@@ -323,8 +323,8 @@ def test_one_plan_per_run(tmp_path):
     assert [s.role for s in plan.stages] == ["decode", "upscale", "smooth", "encode"] and plan.scale == 4
     upscale = plan.stage("upscale")
     assert upscale is not None and upscale.options.model == "tiny-srvgg"  # typed, not a --set string
-    assert upscale.prepared.identity["weights_sha256"] == weights_digest(upscale.prepared.resource)
-    load_converted(upscale.prepared.resource)
+    assert upscale.prepared.identity["weights_sha256"] == weights_digest(upscale.prepared.resource.spec)
+    load_converted(upscale.prepared.resource.spec)
     same = plan_run(registry, "default", overrides=["encode.crf=20"], model="tiny-srvgg", smooth=True)
     assert same.settings == plan.settings
     other = plan_run(registry, "default", overrides=["encode.crf=20"], model="tiny-rrdb", smooth=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from vsr.registry import ModelRegister, PresetRegister, StageRegister
+    from vsr.registry import ModelRegister, PresetRegister, StageRegister, UpscalerRegister
 
 hookspec = pluggy.HookspecMarker("vsr")
 hookimpl = pluggy.HookimplMarker("vsr")
@@ -42,11 +42,15 @@ def register_decoders(register: StageRegister) -> None:
 
 
 @hookspec
-def register_upscalers(register: StageRegister) -> None:
-    """Register upscaler stages: they map frames to larger frames.
+def register_upscalers(register: UpscalerRegister) -> None:
+    """Register upscaler stages (they map frames to larger frames) and the engines they run on.
 
     Args:
-        register: call ``register(StageClass)`` for each upscaler.
+        register: call ``register(StageClass)`` for each upscaler, and
+            ``register(EngineClass)`` for each inference engine (a
+            :class:`vsr.engine.Engine` subclass with a unique ``name``) that the
+            built-in ``esrgan`` upscaler may run its network on
+            (``engine = "NAME"``, or ``"auto"``: see :meth:`vsr.engine.Engine.auto_rank`).
 
     Returns:
         Nothing; every plugin's implementation is called.

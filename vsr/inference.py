@@ -12,9 +12,9 @@ defaults per architecture are :data:`AUTO_PAD`.
 Batching: windows of the same shape, from one frame or from several
 consecutive frames, run as one batch of up to ``batch``.
 
-The graph takes the frame's integer pixels, normalises them, runs the network
-and rounds back to integers, all compiled (``predict_on_batch``), so no
-per-pixel work is left to numpy.
+An engine (:mod:`vsr.engine`) runs the windows: its graph takes the frame's
+integer pixels, normalises them, runs the network and rounds back to
+integers, all compiled, so no per-pixel work is left to numpy.
 """
 
 from __future__ import annotations
@@ -79,79 +79,50 @@ def plan_windows(height: int, width: int, tile: int, pad: int, multiple: int = 1
     return [Window(cy, cx, wy, wx) for cy, wy in axis(height) for cx, wx in axis(width)]
 
 
-def _io_layers() -> tuple[type, type]:
-    import keras
-    from keras import ops
-
-    class Normalise(keras.layers.Layer):
-        def __init__(self, maximum: float, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.maximum = maximum
-
-        def call(self, x: Any) -> Any:
-            return ops.cast(x, "float32") / self.maximum
-
-    class Quantise(keras.layers.Layer):
-        def __init__(self, maximum: float, out_dtype: str, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.maximum = maximum
-            self.out_dtype = out_dtype
-
-        def call(self, x: Any) -> Any:
-            x = ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * self.maximum
-            return ops.cast(ops.round(x), self.out_dtype)
-
-    return Normalise, Quantise
-
-
 class TiledUpscaler:
     """Runs a network over frames of any size in bounded memory.
 
     Args:
-        network: a Keras model mapping ``(N, H, W, 3)`` RGB in 0..1 to
-            ``(N, s*H, s*W, 3)``.
+        engine: the :class:`vsr.engine.Engine` that runs the network, or a
+            Keras model mapping ``(N, H, W, 3)`` RGB in 0..1 to
+            ``(N, s*H, s*W, 3)``, run by the Keras engine.
         scale: the network's scale factor ``s``.
         tile: core tile size in input pixels (0: whole frames).
         pad: context pixels around each core.
         batch: windows per network call.
-        out_dtype: ``uint8`` or ``uint16`` output pixels.
-        precision: the network's compute precision (informational).
+        out_dtype: ``uint8`` or ``uint16`` output pixels (``float32`` for
+            float frames); for a Keras model only, an engine has its own.
+        precision: the Keras model's compute precision, for reports; likewise.
     """
 
     def __init__(
-        self, network: Any, scale: int, tile: int, pad: int, batch: int, out_dtype: str = "uint8", precision: str = ""
+        self, engine: Any, scale: int, tile: int, pad: int, batch: int, out_dtype: str = "uint8", precision: str = ""
     ) -> None:
-        self.network = network
-        #: the network's compute precision, for reports
-        self.precision = precision
+        from vsr.engine import Engine, KerasEngine
+
+        if not isinstance(engine, Engine):
+            engine = KerasEngine(engine, out_dtype, precision or "float32")
+        self.engine = engine
+        self.network = engine.network
         self.scale = scale
         self.tile = tile
         self.pad = pad
         self.batch = max(1, batch)
-        self.out_dtype = out_dtype
         #: networks that pixel-unshuffle their input need sides that are multiples of this
-        self.multiple = int(getattr(network, "input_multiple", 1))
-        self._graphs: dict[str, Any] = {}
+        self.multiple = int(getattr(self.network, "input_multiple", 1))
 
-    def _graph(self, in_dtype: np.dtype) -> Any:
-        key = str(in_dtype)
-        if key not in self._graphs:
-            import keras
+    @property
+    def precision(self) -> str:
+        """What the engine computes in."""
+        return str(self.engine.precision)
 
-            normalise, quantise = _io_layers()
-            inputs = keras.Input(shape=(None, None, 3), dtype=key, name="pixels")
-            x = normalise(float(np.iinfo(in_dtype).max), name="normalise")(inputs)
-            y = self.network(x)
-            out_max = float(np.iinfo(np.dtype(self.out_dtype)).max)
-            outputs = quantise(out_max, self.out_dtype, name="quantise")(y)
-            self._graphs[key] = keras.Model(inputs, outputs, name=f"infer_{key}")
-        return self._graphs[key]
+    @property
+    def out_dtype(self) -> str:
+        return str(self.engine.out_dtype)
 
     def run_windows(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Upscale same-shaped images (a batch of windows) in one compiled call."""
-        graph = self._graph(images[0].dtype)
-        out = graph.predict_on_batch(np.stack(images))
-        return list(np.asarray(out))
+        """Upscale same-shaped images (a batch of windows) in one engine call."""
+        return list(self.engine.run(np.stack(images)))
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Reflect-pad to multiples of :attr:`multiple` (as Real-ESRGAN does for x2/x1 models)."""
@@ -250,6 +221,7 @@ AUTO_BATCH = {"rrdbnet": 1, "srvgg": 4}
 def build_upscaler(
     converted: Any,
     *,
+    engine: Any = None,
     precision: str = "auto",
     tile: int | str = "auto",
     pad: int | str = "auto",
@@ -258,20 +230,22 @@ def build_upscaler(
 ) -> TiledUpscaler:
     """A :class:`TiledUpscaler` for a converted model, with ``"auto"`` settings resolved for this device.
 
+    ``engine``: the :class:`vsr.engine.Engine` class to run on (default: the Keras engine).
     ``precision="auto"``: see :func:`vsr.device.default_precision`.
     ``tile="auto"``: the largest tile whose batch of windows fits
     :func:`vsr.device.memory_budget` (see :func:`auto_tile`).
     ``pad="auto"``, ``batch="auto"``: :data:`AUTO_PAD`, :data:`AUTO_BATCH` for the model's architecture.
     """
-    from vsr.device import default_precision, has_gpu, memory_budget
-    from vsr.models.build import build_network
+    from vsr.device import has_gpu, memory_budget
+    from vsr.engine import KerasEngine, resolve_precision
 
-    if precision == "auto":
-        precision = default_precision(has_gpu())
-    network = build_network(converted, precision)
+    engine_class = engine or KerasEngine
+    precision = resolve_precision(precision, has_gpu())
     pad = AUTO_PAD.get(converted.arch, max(AUTO_PAD.values())) if pad == "auto" else int(pad)
     batch = AUTO_BATCH.get(converted.arch, 1) if batch == "auto" else int(batch)
+    runner = engine_class.build(converted, precision, out_dtype, batch)
     if tile == "auto":
+        network = runner.network
         multiple = int(getattr(network, "input_multiple", 1))
         tile = auto_tile(activation_bytes_per_pixel(network), pad, batch, memory_budget(), multiple)
-    return TiledUpscaler(network, converted.scale, int(tile), pad, batch, out_dtype, precision)
+    return TiledUpscaler(runner, converted.scale, int(tile), pad, batch)

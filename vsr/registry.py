@@ -10,6 +10,7 @@ from vsr.errors import UsageError
 from vsr.stage import ROLES, Stage
 
 if TYPE_CHECKING:
+    from vsr.engine import Engine
     from vsr.models.registry import ModelSpec
 
 
@@ -46,6 +47,29 @@ class StageRegister(_Register):
         self._add(stage.name, stage)
 
 
+class UpscalerRegister(StageRegister):
+    """``register(StageClass)`` adds an upscaler stage; ``register(EngineClass)`` an inference engine.
+
+    Engines (:class:`vsr.engine.Engine` subclasses) run the built-in ESRGAN
+    upscaler's networks; ``engine = "NAME"`` in its options picks one. They
+    share the upscalers' hook because they are upscalers' back ends: a
+    plugin adds a runtime without touching vsr's core or the stage.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.engines = _Register("upscaler engine")
+
+    def __call__(self, stage: type[Stage]) -> None:
+        from vsr.engine import Engine
+
+        if isinstance(stage, type) and issubclass(stage, Engine):
+            self.engines.plugin = self.plugin
+            self.engines._add(stage.name, stage)
+            return
+        super().__call__(stage)
+
+
 class ModelRegister(_Register):
     """``register(ModelSpec)``: adds a named model."""
 
@@ -61,11 +85,15 @@ class PresetRegister(_Register):
         self._add(path.stem, path)
 
 
+def _stage_registers() -> dict[str, StageRegister]:
+    return {role: (UpscalerRegister if role == "upscale" else StageRegister)(f"{role} stage") for role in ROLES}
+
+
 @dataclass
 class Registry:
     """All stages, models and presets that the loaded plugins provide."""
 
-    stages: dict[str, StageRegister] = field(default_factory=lambda: {r: StageRegister(f"{r} stage") for r in ROLES})
+    stages: dict[str, StageRegister] = field(default_factory=lambda: _stage_registers())
     models: ModelRegister = field(default_factory=lambda: ModelRegister("model"))
     presets: PresetRegister = field(default_factory=lambda: PresetRegister("preset"))
 
@@ -76,6 +104,12 @@ class Registry:
             known = ", ".join(sorted(self.stages[role].items)) or "none registered"
             raise UsageError(f"unknown {role} stage {name!r} (known: {known})")
         return found.value  # type: ignore[return-value]
+
+    def engines(self) -> dict[str, type[Engine]]:
+        """The upscaler engines plugins registered, by name."""
+        register = self.stages["upscale"]
+        items = register.engines.items if isinstance(register, UpscalerRegister) else {}
+        return {name: found.value for name, found in items.items()}  # type: ignore[misc]
 
     def model(self, name: str) -> ModelSpec:
         found = self.models.items.get(name)
