@@ -1,0 +1,210 @@
+"""The ``openvino`` engine: vsr's Keras networks, converted to OpenVINO and run by its CPU plugin.
+
+A built-in plugin of the kind anyone can write (:mod:`vsr.engine`): it
+registers an engine through the ``register_upscalers`` hook, and vsr's core
+knows nothing about OpenVINO. Needs the ``openvino`` package (PyPI,
+Apache-2.0, kept by Intel); without it the engine reports itself missing and
+``engine = "auto"`` falls back to Keras.
+
+The Keras network stays the one definition of the model. The engine converts
+its compiled graph (integer pixels in and out, :func:`vsr.engine.io_graph`,
+always in float32) with ``openvino.convert_model`` from a ``tf.function``,
+and caches the IR in the model store, keyed by the converted weights'
+SHA-256, so later runs start without converting. The precision is
+OpenVINO's inference precision hint (bfloat16 runs natively on CPUs with
+AVX-512 BF16 or AMX; elsewhere the plugin computes in float32), and the
+engine reports what the compiled model says it runs in, not what it asked
+for. One compiled model per window shape; with batches of windows, the
+CPU's streams run them side by side.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsr.engine import Engine, converted_digest, io_graph
+from vsr.errors import VsrError
+from vsr.hookspecs import hookimpl
+from vsr.models.converted import ConvertedModel
+from vsr.registry import StageRegister
+
+log = logging.getLogger("vsr")
+
+#: vsr's precision names -> OpenVINO's inference precision hints
+HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+#: bump when the graph vsr converts changes in a way the weights' digest does not show
+IR_FORMAT = 1
+
+
+def ir_dir() -> Path:
+    """Where converted IRs are cached: ``openvino/`` beside the converted weights in the model store."""
+    from vsr.models.store import models_dir
+
+    return models_dir() / "openvino"
+
+
+def _precision_name(ov_type: Any) -> str:
+    names = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
+    text = str(getattr(ov_type, "get_type_name", lambda: ov_type)())
+    return names.get(text, text)
+
+
+class OpenVINOEngine(Engine):
+    """The network through OpenVINO's CPU plugin."""
+
+    name = "openvino"
+    description = "Intel OpenVINO on the CPU (pip install openvino): fastest on CPUs; converts once, cached"
+
+    @classmethod
+    def missing(cls) -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "the openvino package is not installed (pip install openvino)"
+        if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+            return "it converts the network through TensorFlow, and KERAS_BACKEND is not tensorflow"
+        return None
+
+    @classmethod
+    def auto_rank(cls, gpu: bool) -> int | None:
+        return None if gpu else 10  # on CPUs it beats TensorFlow's kernels (bench/README.md)
+
+    @classmethod
+    def build(cls, converted: ConvertedModel, precision: str, out_dtype: str, batch: int) -> OpenVINOEngine:
+        return cls(converted, precision, out_dtype, batch)
+
+    def __init__(self, converted: ConvertedModel, precision: str, out_dtype: str = "uint8", batch: int = 1) -> None:
+        import openvino as ov
+
+        from vsr.models.build import build_network
+
+        if precision not in HINTS:
+            raise VsrError(f"the openvino engine has no precision {precision!r}")
+        self.core = ov.Core()
+        self.network = build_network(converted, "float32")  # OpenVINO lowers the precision itself
+        self.out_dtype = out_dtype
+        self.key = converted_digest(converted)
+        self.config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
+            # a batch of windows runs on the CPU's streams side by side; one window at a time uses every core
+            "PERFORMANCE_HINT": "THROUGHPUT" if batch > 1 else "LATENCY",
+        }
+        # a worker of a scaled-out run is given its share of the cores this way (vsr.scaleout, vsr.ray_engine)
+        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
+        if threads > 0:
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self._models: dict[str, Any] = {}
+        self._compiled: dict[tuple[Any, ...], Any] = {}
+        self.version = ov.get_version().split("-")[0]
+        name = str(self.core.get_property("CPU", "FULL_DEVICE_NAME")).strip()
+        self.device = f"CPU ({name}) via OpenVINO {self.version}"
+        # what the compiled model runs in, read back from a small compiled copy (compiling takes well under a second)
+        multiple = int(getattr(self.network, "input_multiple", 1))
+        probe = self._compile("uint8", (16 * multiple, 16 * multiple))[0]
+        self.precision = _precision_name(probe.get_property("INFERENCE_PRECISION_HINT"))
+
+    def _ir(self, in_dtype: str) -> Any:
+        """The converted graph for ``in_dtype`` pixels, from the cache or converted (and cached) now."""
+        if in_dtype in self._models:
+            return self._models[in_dtype]
+        stem = f"{self.key[:32]}-{in_dtype}-{self.out_dtype}-ir{IR_FORMAT}-ov{self.version}"
+        model = self._read_cached(stem)
+        if model is None:
+            model = self._convert(in_dtype)
+            self._write_cached(stem, model)
+        self._models[in_dtype] = model
+        return model
+
+    def _read_cached(self, stem: str) -> Any:
+        from vsr.models.store import sha256_file
+
+        xml, weights, sidecar = (ir_dir() / f"{stem}{ext}" for ext in (".xml", ".bin", ".json"))
+        try:
+            expected = json.loads(sidecar.read_text())
+            if sha256_file(xml) != expected["xml_sha256"] or sha256_file(weights) != expected["bin_sha256"]:
+                log.warning("the cached OpenVINO model %s is damaged: converting again", xml)
+                return None
+            return self.core.read_model(str(xml))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+            return None  # not cached yet (or unreadable): convert
+
+    def _convert(self, in_dtype: str) -> Any:
+        import keras
+        import openvino as ov
+
+        if keras.backend.backend() != "tensorflow":
+            raise VsrError("the openvino engine converts the network through TensorFlow (KERAS_BACKEND=tensorflow)")
+        import tensorflow as tf
+
+        graph = io_graph(self.network, in_dtype, self.out_dtype)
+        function = tf.function(
+            lambda pixels: graph(pixels, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], getattr(tf, in_dtype))],
+        )
+        return ov.convert_model(function)
+
+    def _write_cached(self, stem: str, model: Any) -> None:
+        """Write the IR atomically: files go to a temporary folder, then the sidecar that vouches for them last."""
+        import openvino as ov
+
+        from vsr.files import write_atomic
+        from vsr.models.store import sha256_file
+
+        root = ir_dir()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=root))
+            try:
+                ov.save_model(model, str(scratch / f"{stem}.xml"), compress_to_fp16=False)
+                hashes = {f"{ext}_sha256": sha256_file(scratch / f"{stem}.{ext}") for ext in ("xml", "bin")}
+                for ext in ("bin", "xml"):
+                    os.replace(scratch / f"{stem}.{ext}", root / f"{stem}.{ext}")
+                write_atomic(root / f"{stem}.json", json.dumps(hashes, indent=2).encode())
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        except OSError as exc:  # a read-only cache costs a conversion per run, nothing else
+            log.warning("cannot cache the converted OpenVINO model in %s: %s", root, exc.strerror or exc)
+
+    def _compile(self, in_dtype: str, size: tuple[int, int]) -> Any:
+        """The model compiled for one window shape (batch 1), with its infer request and queue; reused."""
+        import openvino as ov
+
+        key = (in_dtype, *size)
+        if key not in self._compiled:
+            model = self._ir(in_dtype).clone()
+            model.reshape([1, size[0], size[1], 3])
+            compiled = self.core.compile_model(model, "CPU", self.config)
+            jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            queue = ov.AsyncInferQueue(compiled, jobs) if jobs > 1 else None
+            self._compiled[key] = (compiled, compiled.create_infer_request(), queue)
+        return self._compiled[key]
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        _, request, queue = self._compile(str(windows.dtype), windows.shape[1:3])
+        outputs: list[np.ndarray | None] = [None] * len(windows)
+        if queue is None or len(windows) == 1:
+            for i, window in enumerate(windows):
+                request.infer({0: window[None]})
+                outputs[i] = request.get_output_tensor(0).data[0].copy()
+        else:
+
+            def done(finished: Any, index: int) -> None:
+                outputs[index] = finished.get_output_tensor(0).data[0].copy()
+
+            queue.set_callback(done)
+            for i, window in enumerate(windows):
+                queue.start_async({0: window[None]}, userdata=i)
+            queue.wait_all()
+        return np.stack(outputs)  # type: ignore[arg-type]
+
+
+@hookimpl
+def register_upscalers(register: StageRegister) -> None:
+    register(OpenVINOEngine)
