@@ -73,14 +73,15 @@ def test_sixteen_bit_frames_stay_sixteen_bit():
 
 
 @pytest.mark.slow
-def test_real_weights_tiled_matches_untiled_on_a_photo():
-    """The anime RRDB model on a real photograph: default padding keeps seams invisible."""
+@pytest.mark.parametrize(("model", "arch"), [("realesrgan-x4plus-anime", "rrdbnet"), ("realesr-animevideov3", "srvgg")])
+def test_real_weights_tiled_matches_untiled_on_a_photo(model, arch):
+    """The anime RRDB and the compact model on a real photograph: their default padding keeps seams invisible."""
     from vsr.inference import AUTO_PAD
 
-    pad = AUTO_PAD["rrdbnet"]  # what tile_pad = "auto" gives this model
+    pad = AUTO_PAD[arch]  # what tile_pad = "auto" gives this model
     photo = next(av.open(str(PHOTO)).decode(video=0)).to_ndarray(format="rgb24")
     assert photo.shape == (192, 192, 3)
-    net = _network("realesrgan-x4plus-anime")
+    net = _network(model)
     whole = TiledUpscaler(net, 4, 0, 0, 1).upscale([photo])[0].astype(int)
     tiled = TiledUpscaler(net, 4, 64, pad, 3).upscale([photo])[0].astype(int)
     assert len(plan_windows(192, 192, 64, pad)) == 9  # really tiled
