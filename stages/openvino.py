@@ -20,6 +20,7 @@ CPU's streams run them side by side.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -41,7 +42,8 @@ log = logging.getLogger("vsr")
 
 #: vsr's precision names -> OpenVINO's inference precision hints
 HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
-#: bump when the graph vsr converts changes in a way the weights' digest does not show
+#: bump when the graph vsr converts changes in a way that neither the weights' digest nor the
+#: network's layers (names and classes, hashed into the cache key) show
 IR_FORMAT = 1
 
 
@@ -90,7 +92,8 @@ class OpenVINOEngine(Engine):
         self.core = ov.Core()
         self.network = build_network(converted, "float32")  # OpenVINO lowers the precision itself
         self.out_dtype = out_dtype
-        self.key = converted_digest(converted)
+        layers = [(layer.name, type(layer).__name__) for layer in self.network.layers]
+        self.key = hashlib.sha256(f"{converted_digest(converted)} {layers}".encode()).hexdigest()
         self.config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": HINTS[precision],
             # a batch of windows runs on the CPU's streams side by side; one window at a time uses every core
