@@ -217,3 +217,7 @@ def test_engine_option_on_the_command_line(sample_clip, tmp_path):
     )
     assert blocked.returncode == 2 and "unknown upscale engine 'openvino' (known: auto, keras)" in blocked.stderr
     assert not (tmp_path / "x.mkv").exists() and not (tmp_path / "y.mkv").exists()
+
+    listing = run_vsr("stages", COLUMNS="200")
+    engines = [line.split()[:3] for line in listing.stdout.splitlines() if line.split()[:1] == ["engine"]]
+    assert engines == [["engine", "keras", "upscale"], ["engine", "openvino", "openvino"]]
