@@ -10,7 +10,7 @@ The Keras network stays the one definition of the model. The engine converts
 its compiled graph (integer pixels in and out, :func:`vsr.engine.io_graph`,
 always in float32) with ``openvino.convert_model`` from a ``tf.function``,
 and caches the IR in the model store, keyed by the converted weights'
-SHA-256, so later runs start without converting. The precision is
+SHA-256 and the network's layers, so later runs start without converting. The precision is
 OpenVINO's inference precision hint (bfloat16 runs natively on CPUs with
 AVX-512 BF16 or AMX; elsewhere the plugin computes in float32), and the
 engine reports what the compiled model says it runs in, not what it asked

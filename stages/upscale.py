@@ -60,8 +60,8 @@ class Resolved:
 def choose_engine(engines: tuple[type[Engine], ...], gpu: bool) -> type[Engine]:
     """The engine among ``engines`` to run on: the one named, or for ``engine = "auto"`` (all registered)
     the highest :meth:`~vsr.engine.Engine.auto_rank` that can run here."""
-    if len(engines) == 1:
-        return engines[0]
+    if len(engines) == 1 and engines[0].missing() is None:
+        return engines[0]  # named in the options (or the only one registered)
     ranked = [(rank, e) for e in engines if (rank := e.auto_rank(gpu)) is not None and e.missing() is None]
     if not ranked:
         raise VsrError("no upscaler engine can run here (the keras engine is disabled?)")

@@ -144,6 +144,14 @@ def test_ir_is_cached_by_weights_and_a_damaged_cache_is_converted_again(monkeypa
     assert weights.read_bytes() != bytes(data)  # and the cache is mended
 
 
+def test_a_scaled_out_worker_gets_its_share_of_the_cores(monkeypatch):
+    """vsr.scaleout and vsr.ray_engine limit a worker's threads through the environment; OpenVINO honours it."""
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    engine = OpenVINOEngine(_converted("tiny-srvgg"), "float32")
+    compiled = engine._compile("uint8", (8, 8))[0]
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+
+
 def test_auto_picks_openvino_on_a_cpu_and_keras_on_a_gpu_or_without_it(monkeypatch):
     engines = tuple(load_registry().engines().values())
     assert {e.name for e in engines} >= {"keras", "openvino"}
