@@ -93,7 +93,7 @@ def _stage_registers() -> dict[str, StageRegister]:
 class Registry:
     """All stages, models and presets that the loaded plugins provide."""
 
-    stages: dict[str, StageRegister] = field(default_factory=lambda: _stage_registers())
+    stages: dict[str, StageRegister] = field(default_factory=_stage_registers)
     models: ModelRegister = field(default_factory=lambda: ModelRegister("model"))
     presets: PresetRegister = field(default_factory=lambda: PresetRegister("preset"))
 
@@ -105,11 +105,14 @@ class Registry:
             raise UsageError(f"unknown {role} stage {name!r} (known: {known})")
         return found.value  # type: ignore[return-value]
 
-    def engines(self) -> dict[str, type[Engine]]:
-        """The upscaler engines plugins registered, by name."""
+    def engine_entries(self) -> dict[str, Registered]:
+        """The upscaler engines plugins registered, by name, with the plugin each came from."""
         register = self.stages["upscale"]
-        items = register.engines.items if isinstance(register, UpscalerRegister) else {}
-        return {name: found.value for name, found in items.items()}  # type: ignore[misc]
+        return dict(register.engines.items) if isinstance(register, UpscalerRegister) else {}
+
+    def engines(self) -> dict[str, type[Engine]]:
+        """The upscaler engine classes plugins registered, by name."""
+        return {name: found.value for name, found in self.engine_entries().items()}  # type: ignore[misc]
 
     def model(self, name: str) -> ModelSpec:
         found = self.models.items.get(name)

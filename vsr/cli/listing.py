@@ -8,7 +8,6 @@ from rich.table import Table
 from vsr.options import describe_options
 from vsr.plugins import load_registry
 from vsr.presets import resolve_preset
-from vsr.registry import UpscalerRegister
 from vsr.stage import ROLES
 
 
@@ -25,9 +24,7 @@ def stages() -> None:
             cls = item.value
             opts = ", ".join(f"{n}={d!r}" for n, _, d in describe_options(cls.Options))  # type: ignore[attr-defined]
             table.add_row(role, name, item.plugin, opts or "-", cls.description)  # type: ignore[attr-defined]
-    upscalers = registry.stages["upscale"]
-    engines = upscalers.engines.items if isinstance(upscalers, UpscalerRegister) else {}
-    for name, item in sorted(engines.items()):
+    for name, item in sorted(registry.engine_entries().items()):
         engine = item.value
         missing = engine.missing()  # type: ignore[attr-defined]
         note = f" (cannot run here: {missing})" if missing else ""
