@@ -13,7 +13,7 @@ H.264 encoding); numpy lays out the pixels.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -101,15 +101,6 @@ def frame_at(path: Path, seconds: float) -> np.ndarray:
         if chosen is None:
             raise VsrError(f"{path}: no video frame at {seconds:g} s")
         return eight_bit(to_rgb(chosen)[0])
-
-
-def frames(path: Path) -> Iterator[tuple[np.ndarray, Any]]:
-    """Every RGB frame of the video (8-bit) with its PyAV frame (for timing)."""
-    with open_input(path) as container:
-        stream = video_stream(container, path)
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            yield eight_bit(to_rgb(frame)[0]), frame
 
 
 def detail_box(pixels: np.ndarray, height: int, width: int) -> tuple[int, int]:
@@ -219,7 +210,10 @@ def side_by_side(source: Path, outputs: Sequence[Video], path: Path, start: floa
     Returns the number of frames written. Wider than :data:`VIDEO_WIDTH` in all, each column shows the
     first frame's most detailed region at native pixels instead of the whole frame.
     """
-    streams = [frames(source), *(frames(v.path) for v in outputs)]
+    from vsr.pairing import by_time
+
+    lead = outputs[-1].path  # the output's frames, each beside what the others show at its time
+    time_base = Fraction(1, 90000)
     count = 0
 
     def write(tmp: Path) -> None:
@@ -227,10 +221,9 @@ def side_by_side(source: Path, outputs: Sequence[Video], path: Path, start: floa
         region: tuple[int, int, int, int] | None = None
         with av.open(str(tmp), mode="w", format="mp4") as container:
             stream: Any = None
-            for items in zip(*streams, strict=False):
-                pixels = [p for p, _ in items]
-                timing = items[-1][1]
-                t = float(timing.time or 0.0)
+            paired = by_time(lead, source, *(v.path for v in outputs[:-1]))
+            for t, out_pixels, rest in paired:
+                pixels = [eight_bit(p) for p in (*rest, out_pixels)]
                 if t < start - 1e-6:
                     continue
                 if t >= start + seconds:
@@ -249,10 +242,10 @@ def side_by_side(source: Path, outputs: Sequence[Video], path: Path, start: floa
                 if stream is None:
                     stream = container.add_stream("libx264", rate=24)
                     stream.width, stream.height, stream.pix_fmt = picture.shape[1], picture.shape[0], "yuv420p"
-                    stream.codec_context.time_base = timing.time_base or Fraction(1, 24)
+                    stream.codec_context.time_base = time_base
                     stream.options = {"crf": "12", "preset": "veryfast"}  # near lossless: the shimmer stays visible
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
-                frame.pts = timing.pts if timing.pts is not None else count
+                frame.pts = round(t / time_base)
                 frame.time_base = stream.codec_context.time_base
                 container.mux(stream.encode(frame))
                 count += 1

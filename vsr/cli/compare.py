@@ -37,6 +37,11 @@ def compare(
     for path in (source, output, unsmoothed):
         if path is not None and path.resolve() == picture.resolve():
             raise UsageError(f"{picture}: would overwrite an input")
+    from vsr.pairing import check_pair
+
+    for made in (output, unsmoothed):
+        if made is not None:
+            check_pair(source, made)
     outputs = [Video(unsmoothed, "unsmoothed")] if unsmoothed else []
     outputs.append(Video(output, "output"))
     length = duration(output)

@@ -9,16 +9,8 @@ from typing import Annotated
 import typer
 
 from vsr.errors import VsrError
-from vsr.media import open_input, to_rgb, video_stream
 from vsr.metrics import StabilityReport
-
-
-def _frames(path: Path):  # noqa: ANN202 - a generator of RGB arrays
-    with open_input(path) as container:
-        stream = video_stream(container, path)
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            yield to_rgb(frame)[0]
+from vsr.pairing import by_time, check_pair
 
 
 def metrics(
@@ -33,13 +25,20 @@ def metrics(
         float, typer.Option(help="Motion-compensated input error (8-bit levels) above which a pixel is occluded.")
     ] = 8.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    scale: Annotated[
+        int | None, typer.Option(help="The model's scale: refuse a pair of another ratio (default: any whole one).")
+    ] = None,
 ) -> None:
-    """Measure flicker (still areas), motion-compensated flicker, ghosting and PSNR/SSIM of UPSCALED."""
+    """Measure flicker (still areas), motion-compensated flicker, ghosting and PSNR/SSIM of UPSCALED.
+
+    Frames are paired by time; a pair that is not an input and its upscale is refused.
+    """
+    check_pair(original, upscaled, scale)
+    extras = {name: path for name, path in (("unsmoothed", unsmoothed), ("reference", reference)) if path}
+    for path in extras.values():
+        check_pair(original, path, scale)
     report = StabilityReport(static_threshold=static_threshold, occlusion_threshold=occlusion_threshold)
-    extras = {name: _frames(path) for name, path in (("unsmoothed", unsmoothed), ("reference", reference)) if path}
-    for original_frame, upscaled_frame, *others in zip(
-        _frames(original), _frames(upscaled), *extras.values(), strict=False
-    ):
+    for _, upscaled_frame, (original_frame, *others) in by_time(upscaled, original, *extras.values()):
         report.add(original_frame, upscaled_frame, **dict(zip(extras, others, strict=True)))
     if report.frames == 0:
         raise VsrError(f"{upscaled}: no frames to compare")
