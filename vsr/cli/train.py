@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sys
-import time
+import re
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vsr.errors import UsageError, VsrError
+from vsr.cli.progress import Progress
+from vsr.errors import Interrupted, UsageError, VsrError
 from vsr.files import write_atomic
 
 log = logging.getLogger("vsr")
@@ -68,48 +68,9 @@ def extract(
         ),
         scale=scale,
     )
-    with _Progress("pairs", None) as update:
-        manifest = run_extract(videos, out_dir, opts, on_pair=lambda n: update(n, {}))
+    with Progress("pairs") as progress:
+        manifest = run_extract(videos, out_dir, opts, on_pair=progress.update)
     log.info("wrote %d pairs to %s (manifest.json lists them)", len(manifest["pairs"]), out_dir)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; otherwise a log line now and then."""
-
-    def __init__(self, what: str, total: int | None, every: int = 0, done: int = 0) -> None:
-        self.what, self.total, self.every, self.done = what, total, every, done
-        self.bar: Progress | None = None
-        self.start = time.perf_counter()
-
-    def __enter__(self) -> Any:
-        if sys.stderr.isatty():
-            self.bar = Progress(
-                TextColumn(self.what),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.what, total=self.total, completed=self.done, info="")
-
-        def update(count: int, values: dict[str, float]) -> None:
-            rate = (count - self.done) / max(time.perf_counter() - self.start, 1e-9)
-            info = f"{rate:.2f}/s " + " ".join(f"{k}={v:.4g}" for k, v in list(values.items())[:3])
-            if self.bar is not None:
-                self.bar.update(self.task, completed=count, info=info)
-            elif self.every and count % self.every == 0:
-                total = f"/{self.total}" if self.total else ""
-                log.info("%s %d%s, %s", self.what, count, total, info)
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def train(
@@ -189,16 +150,23 @@ def train(
         log.warning("VGG19 has random weights (--random-vgg-weights-for-tests): the perceptual loss is meaningless")
     total = chosen.psnr_steps + chosen.gan_steps
     # TensorFlow's native lines (oneDNN, grappler) go to the run folder, not the terminal (-v shows them)
-    with native_stderr_to(run_dir / "tensorflow.log"):
-        _quiet_python_warnings()
-        trainer = Trainer(chosen, data, run_dir, vgg_weights=vgg, init=start_from, init_name=init)
-        if evaluate is not None:
-            trainer.restore()
-        else:
-            log.info("training a x%d %s in %s precision: %s", trainer.scale, trainer.arch, trainer.precision, run_dir)
-            with _Progress("training steps", total, every=chosen.log_every, done=trainer.step) as update:
-                trainer.run(on_step=update)
-        evaluation = trainer.evaluate()
+    fresh = existing is None
+    try:
+        with native_stderr_to(run_dir / "tensorflow.log"):
+            _quiet_python_warnings()
+            trainer = Trainer(chosen, data, run_dir, vgg_weights=vgg, init=start_from, init_name=init)
+            if evaluate is not None:
+                trainer.restore()
+            else:
+                log.info(
+                    "training a x%d %s in %s precision: %s", trainer.scale, trainer.arch, trainer.precision, run_dir
+                )
+                with Progress("training steps", total, every=chosen.log_every) as progress:
+                    progress.plan(0, trainer.step)
+                    trainer.run(on_step=progress.update)
+            evaluation = trainer.evaluate()
+    except Exception as exc:
+        raise _training_failure(exc, data, run_dir, fresh) from None
     _report(evaluation, trainer.data_wait_fraction if evaluate is None else None, exporting=evaluate is None)
     meta = {**meta, "evaluation": evaluation}
     if evaluate is None:
@@ -215,6 +183,42 @@ def train(
         licence="yours (trained by vsr on your data)",
     )
     log.info("trained %s (%d steps); use it with: vsr upscale VIDEO --model %s", sidecar["name"], total, name)
+
+
+def _training_failure(exc: Exception, data: Path, run_dir: Path, fresh: bool) -> Exception:
+    """What a failure of the training run means, as one line; a fresh run that saved nothing leaves no folder.
+
+    TensorFlow wraps what happens inside its graphs (``StagingError``): an interruption comes back as text,
+    and an undecodable training image names no file, so the data is read again to find it.
+    """
+    text = str(exc)
+    interrupted = exc if isinstance(exc, Interrupted) else None
+    if interrupted is None and (found := re.search(r"interrupted by (SIG[A-Z]+)", text)):
+        interrupted = Interrupted(found.group(1))
+    if fresh and not (run_dir / "checkpoint.npz").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        kept = "nothing was trained yet; the run folder is removed"
+    else:
+        kept = f"the run folder keeps its last checkpoint (resume with: vsr train --resume {run_dir})"
+    if interrupted is not None:
+        return Interrupted(interrupted.signal_name, kept)
+    if isinstance(exc, VsrError):
+        return exc
+    if type(exc).__name__ == "InvalidArgumentError" and ("Png" in text or "decode" in text.lower()):
+        return VsrError(f"{_undecodable(data) or data}: a training image cannot be decoded; remove it or extract again")
+    return exc
+
+
+def _undecodable(data: Path) -> Path | None:
+    """The first PNG under ``data`` that does not decode."""
+    from vsr.extract import read_png
+
+    for path in sorted(data.rglob("*.png")):
+        try:
+            read_png(path)
+        except Exception:
+            return path
+    return None
 
 
 def _quiet_python_warnings() -> None:
