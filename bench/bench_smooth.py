@@ -48,7 +48,7 @@ from vsr.models.store import load_converted  # noqa: E402
 from vsr.motion import FlowEstimator  # noqa: E402
 from vsr.plan import plan_run  # noqa: E402
 from vsr.plugins import load_registry  # noqa: E402
-from vsr.run import upscale_file  # noqa: E402
+from vsr.running import upscale_file  # noqa: E402
 from vsr.stage import Job  # noqa: E402
 
 TB = Fraction(1, 24)

@@ -39,7 +39,7 @@ from vsr.inference import TiledUpscaler, build_upscaler
 from vsr.models.store import load_converted
 from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.run import upscale_file
+from vsr.running import upscale_file
 from vsr.sample import cartoon_frame, write_sample
 
 MODELS = {  # model -> (preset, ncnn file stem)

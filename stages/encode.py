@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ import av
 import av.error
 import numpy as np
 
-from vsr.codecs import check_size, segment_suffix
+from vsr.codecs import CONTAINER_CODECS, check_size, container_format, holds, segment_suffix
 from vsr.colour import output_colour, sws_matrix
-from vsr.errors import VsrError, WriteError
+from vsr.errors import UsageError, VsrError, WriteError, resource_failure, shown
 from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
 from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
@@ -142,9 +143,28 @@ def _writing(output: Path, what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise WriteError(f"{output}: cannot write: {exc.strerror or exc}") from None
+        raise WriteError(f"{shown(output)}: cannot write: {exc.strerror or exc}") from None
     except av.error.FFmpegError as exc:
-        raise VsrError(f"{output}: {what} failed ({ffmpeg_reason(exc)})") from None
+        kind = WriteError if resource_failure(exc) else VsrError
+        raise kind(f"{shown(output)}: {what} failed ({ffmpeg_reason(exc)})") from None
+
+
+#: x264/x265 speed names -> libvpx-vp9's cpu-used: 4-5 with row-mt keeps VP9 at a useful throughput.
+_VP9_SPEED = {"ultrafast": 5, "superfast": 5, "veryfast": 5, "faster": 5, "fast": 4, "medium": 4}
+
+
+def for_container_codec(opts: EncodeOptions, codec: str) -> EncodeOptions:
+    """``opts`` carried over to ``codec`` (the codec a container holds where it cannot hold the preset's).
+
+    Quality and speed keep their meaning: CRF on x264's scale maps to VP9's (18 -> 31, the level libvpx's
+    own guide gives for visually lossless HD); x264/x265 tunes and params have no VP9 counterpart and go.
+    """
+    if codec != "libvpx-vp9":
+        return replace(opts, codec=codec, tune=None, options={})
+    crf = None if opts.crf is None else max(0, min(63, round(opts.crf * 1.4 + 6)))
+    speed = _VP9_SPEED.get(str(opts.speed), 4)
+    kept = {k: v for k, v in opts.options.items() if not k.endswith("-params")}
+    return replace(opts, codec=codec, crf=crf, speed=speed, tune=None, options={"row-mt": "1", "b": "0", **kept})
 
 
 class PyAVEncoder(Stage, SegmentedEncoder):
@@ -154,9 +174,40 @@ class PyAVEncoder(Stage, SegmentedEncoder):
     description = "FFmpeg encoder (PyAV): x264/x265/SVT-AV1/any encoder, keeps timestamps, audio and subtitles"
     Options = EncodeOptions
 
+    @functools.cached_property
+    def settings(self) -> EncodeOptions:
+        """The options for this output: the preset's, or the container's own codec where it cannot hold that.
+
+        Raises:
+            UsageError: an unknown suffix; a codec the container cannot hold that the command line named
+                (``--set encode.codec``), or that no codec of the container's replaces.
+        """
+        opts, output = self.options, self.job.final_output
+        if not output.name or output.suffix.lower() in IMAGE_SUFFIXES:
+            return opts
+        fmt = container_format(output)
+        if holds(fmt, opts.codec):
+            return opts
+        fitting = CONTAINER_CODECS.get(fmt)
+        if "codec" in self.job.pinned or fitting is None:
+            instead = f"choose a codec it holds (--set encode.codec={fitting[0]})" if fitting else "choose another"
+            raise UsageError(
+                f"{shown(output)}: a {fmt} file cannot hold {opts.codec}; {instead}, or another suffix "
+                "(.mkv holds any codec)"
+            )
+        return for_container_codec(opts, fitting[0])
+
     def check_output(self, width: int, height: int) -> None:
-        """Refuse a size the encoder cannot write, warn about one beyond its standard's highest level."""
-        check_size(self.options.codec, self.options.pix_fmt, self._codec_options(), width, height, self.job.log)
+        """Refuse a container, codec or size the encoder cannot write; warn about one beyond its standard's top
+        level."""
+        opts = self.settings
+        if opts.codec != self.options.codec:
+            fmt = container_format(self.job.final_output)
+            self.job.log.info(
+                "%s holds no %s: encoding %s (crf %s, speed %s) instead",
+                fmt, self.options.codec, opts.codec, opts.crf, opts.speed,
+            )  # fmt: skip
+        check_size(opts.codec, opts.pix_fmt, self._codec_options(), width, height, self.job.log)
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         if self.job.final_output.suffix.lower() in IMAGE_SUFFIXES:
@@ -185,11 +236,12 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                 for packet in packets:
                     fh.write(bytes(packet))
         except (av.error.FFmpegError, OSError) as exc:
-            raise VsrError(f"{self.job.final_output}: cannot write image: {ffmpeg_reason(exc)}") from None
+            kind = WriteError if resource_failure(exc) else VsrError
+            raise kind(f"{shown(self.job.final_output)}: cannot write image: {ffmpeg_reason(exc)}") from None
         yield first
 
     def _open_video_stream(self, output: Any, first: Frame) -> tuple[Any, Colour]:
-        opts = self.options
+        opts = self.settings
         media = self.job.media
         rate = media.frame_rate if media and media.frame_rate else Fraction(25)
         stream = output.add_stream(opts.codec, rate=rate)
@@ -209,7 +261,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         return stream, colour
 
     def _codec_options(self) -> dict[str, str]:
-        opts = self.options
+        opts = self.settings
         codec_options = {}
         if opts.crf is not None and opts.codec in _CRF_OPTION:
             codec_options[_CRF_OPTION[opts.codec]] = str(opts.crf)
@@ -237,7 +289,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         try:
             output = av.open(str(path), mode="w", options=options)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
-            raise VsrError(f"{self.job.final_output}: cannot create output ({ffmpeg_reason(exc)})") from None
+            kind = WriteError if resource_failure(exc) else VsrError
+            raise kind(f"{shown(self.job.final_output)}: cannot create output ({ffmpeg_reason(exc)})") from None
         if final:
             output.metadata.update(self.job.metadata)
         return output
@@ -250,7 +303,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             output.close()
             raise
         offset = self.job.media.start_offset if self.job.media else Fraction(0)
-        return _VideoOut(output, stream, colour, self.options.pix_fmt, first, round(offset / first.time_base))
+        return _VideoOut(output, stream, colour, self.settings.pix_fmt, first, round(offset / first.time_base))
 
     def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         iterator = iter(frames)
@@ -280,21 +333,22 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         index = media.video_stream_index if media else video_stream(source, self.job.input).index
         copy_description(source, output, source.streams[index], video)
         output.metadata.update(self.job.metadata)  # vsr's own tag wins over a copied one
-        if not self.options.copy_streams:
+        if not self.settings.copy_streams:
             return source, None
         return source, Remuxer(output, source, index, self.job.log, media.start_offset if media else Fraction(0))
 
     def _close(self, output: Any) -> None:
         try:
             output.close()
-        except av.error.FFmpegError as exc:
-            raise VsrError(f"{self.job.final_output}: cannot finish output ({ffmpeg_reason(exc)})") from None
+        except (av.error.FFmpegError, OSError) as exc:
+            kind = WriteError if resource_failure(exc) else VsrError  # a full disk keeps the finished segments
+            raise kind(f"{shown(self.job.final_output)}: cannot finish output ({ffmpeg_reason(exc)})") from None
 
     # === Segments (vsr.segments.SegmentedEncoder) ===
 
     def segment_suffix(self) -> str:
         """``.mp4`` or ``.mov``, whichever holds the codec (MP4 first: QuickTime refuses AV1); ``""``: neither."""
-        return segment_suffix(self.options.codec)
+        return segment_suffix(self.settings.codec)
 
     def open_segment(self, path: Path, first: Frame) -> SegmentWriter:
         """MP4/QuickTime keep each packet's pts and dts (B-frames' negative dts included) exactly, relative to

@@ -99,7 +99,7 @@ class OpenVINOEngine(Engine):
             # a batch of windows runs on the CPU's streams side by side; one window at a time uses every core
             "PERFORMANCE_HINT": "THROUGHPUT" if batch > 1 else "LATENCY",
         }
-        # a worker of a scaled-out run is given its share of the cores this way (vsr.scaleout, vsr.ray_engine)
+        # a worker of a scaled-out run is given its share of the cores this way (vsr.running.executors, vsr.running.ray)
         threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
         if threads > 0:
             self.config["INFERENCE_NUM_THREADS"] = threads

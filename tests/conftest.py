@@ -125,3 +125,32 @@ def wait_for_segments(work: Path, proc: subprocess.Popen, count: int) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("no segments appeared")
+
+
+def vsr_main(*args: str) -> subprocess.CompletedProcess:
+    """``vsr ARGS`` in this process (``vsr.cli.main.main``): its exit code and what it wrote to stderr.
+
+    For tests where a real process is not the point; the signal handlers ``main`` installs are put back.
+    """
+    import contextlib
+    import io
+    import logging
+    import signal
+
+    from vsr.cli.main import main
+
+    buffer = io.StringIO()
+    logger = logging.getLogger("vsr")
+    saved = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
+    streams = [(h, h.stream) for h in logger.handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        with contextlib.redirect_stderr(buffer):
+            for handler, _ in streams:
+                handler.setStream(buffer)
+            code = main([str(a) for a in args])  # a handler main() adds on its first call writes here too
+    finally:
+        for handler, stream in streams:
+            handler.setStream(stream)
+        for name, handler in saved.items():
+            signal.signal(getattr(signal, name), handler)
+    return subprocess.CompletedProcess(["vsr", *map(str, args)], code, "", buffer.getvalue())

@@ -216,20 +216,27 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, media):
     assert audio == ffprobe(whole, "-select_streams", "a", "-show_entries", "packet=pts", "-of", "json")["packets"]
 
 
-def test_sigterm_keeps_finished_segments_and_no_partial_output(tmp_path, media):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_keeps_finished_segments_reports_and_leaves_no_partial_output(tmp_path, media, sig, code):
+    """SIGTERM, and SIGHUP (a closed terminal, a dropped ssh connection): one line, a report, 128 + signal."""
     from vsr.sample import write_sample
 
-    clip = write_sample(media / "term.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
+    clip = write_sample(media / f"term{code}.mp4", seconds=4, width=64, height=36, fps=12, audio=False)
     out = tmp_path / "term.x4.mp4"
-    proc = spawn_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5")
+    report = tmp_path.parent / f"{tmp_path.name}-report.json"
+    proc = spawn_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5", "--report", str(report))
     work = tmp_path / ".vsr" / "term.x4.mp4.work"
     wait_for_segments(work, proc, 1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err and err.count("error:") == 1
+    assert proc.returncode == code, err
+    assert f"interrupted by {sig.name}" in err and "Traceback" not in err and err.count("error:") == 1
     assert {p.name for p in tmp_path.iterdir()} == {".vsr"}
     assert not list(work.glob(".seg-*"))  # the unfinished segment was discarded
+    written = json.loads(report.read_text())
+    assert written["interrupted"] and written["signal"] == sig.name and written["exit_code"] == code
+    (entry,) = written["files"]
+    assert entry["status"] == "interrupted" and entry["resumable"] and entry["frames"] >= 6  # the kept segments
     assert run_vsr("upscale", str(clip), "-o", str(out), *TINY, "--segment", "0.5").returncode == 0
     assert len(video_pts(out)) == 48
 

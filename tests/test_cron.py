@@ -84,7 +84,8 @@ def test_inputs_never_share_an_output(tmp_path, sample_clip):
     assert clash.returncode == 1, clash.stderr
     entries = _report(report)
     assert entries["clip.avi"]["status"] == entries["clip.avi.mkv"]["status"] == "failed"
-    assert "would also be that of clip.avi.mkv" in entries["clip.avi"]["error"]
+    assert f"{src / 'clip.avi'}: its output" in entries["clip.avi"]["error"]
+    assert f"would also be that of {src / 'clip.avi.mkv'}" in entries["clip.avi"]["error"]
     assert {entries["clip.mkv"]["status"], entries["clip.ts"]["status"]} == {"skipped"}
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     assert "Traceback" not in clash.stderr

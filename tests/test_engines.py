@@ -18,7 +18,7 @@ from vsr.models.build import build_network
 from vsr.models.store import load_converted
 from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.run import upscale_file
+from vsr.running import upscale_file
 
 pytest.importorskip("openvino")
 
@@ -159,7 +159,7 @@ def test_ir_is_cached_by_weights_and_a_damaged_cache_is_converted_again(monkeypa
 
 
 def test_a_scaled_out_worker_gets_its_share_of_the_cores(monkeypatch):
-    """vsr.scaleout and vsr.ray_engine limit a worker's threads through the environment; OpenVINO honours it."""
+    """The local and Ray executors limit a worker's threads through the environment; OpenVINO honours it."""
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
     engine = OpenVINOEngine(_converted("tiny-srvgg"), "float32")
     compiled = engine._compile("uint8", (8, 8))[0]

@@ -239,7 +239,7 @@ def test_sigterm_stops_an_import_within_two_seconds(tmp_path: Path) -> None:
     proc.terminate()
     _, err = proc.communicate(timeout=30)
     assert time.perf_counter() - sent < 2.0
-    assert proc.returncode in (1, 130), err  # interrupted, or refused just before
+    assert proc.returncode in (1, 143), err  # interrupted (128 + SIGTERM), or refused just before
     assert "Traceback" not in err
 
 

@@ -227,7 +227,9 @@ def test_sizes_beyond_the_standard_are_warned_about(caplog):
         encoder.check_output(15360, 8640)  # a 4K source x4: x264 writes it, labelled level 6.2, out of spec
     assert "15360x8640 output is beyond H.264 level 6.2" in caplog.text
     with pytest.raises(Exception, match="libsvtav1 encodes at most 16384x8704"):
-        PyAVEncoder(EncodeOptions(codec="libsvtav1"), Job(Path("i"), Path("o"), Path("o"))).check_output(16896, 8704)
+        PyAVEncoder(EncodeOptions(codec="libsvtav1"), Job(Path("i"), Path("o.mkv"), Path("o.mkv"))).check_output(
+            16896, 8704
+        )
 
 
 def _tracks(path: Path) -> list[tuple]:

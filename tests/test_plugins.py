@@ -14,7 +14,7 @@ from vsr.frame import Frame
 from vsr.plan import make_plan, plan_run
 from vsr.plugins import get_plugin_manager, load_registry
 from vsr.presets import resolve_preset
-from vsr.run import upscale_file
+from vsr.running import upscale_file
 from vsr.stage import Stage
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY, decode_rgb, run_vsr, spawn_vsr, vsr_env
+from vsr.running.units import cut_units
 from vsr.sample import write_sample
 from vsr.segments import SegmentPolicy
-from vsr.units import cut_units
 
 #: --checkpoint high: a single pass then cuts segments by video time only, where units are cut.
 CUTS = ["--segment", "1", "--checkpoint", "1000", "--settle", "0"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import TINY, run_vsr, streams
+from conftest import TINY, run_vsr, streams, vsr_main
 from vsr.degrade import area_downscale
 from vsr.errors import VsrError
 
@@ -341,3 +342,30 @@ def test_preloaded_images_give_the_same_batches_as_decoding_per_crop(pairs, monk
         np.testing.assert_array_equal(a_lr, b_lr)
         np.testing.assert_array_equal(a_hr, b_hr)
     assert len(kept) == 3 and kept[0][1].shape == (2, 128, 128, 3)
+
+
+def test_a_corrupt_training_image_is_named_and_a_fresh_run_leaves_no_folder(pairs, tmp_path):
+    """A PNG whose header is fine but whose pixels are damaged fails inside TensorFlow's graph; vsr names it."""
+    data = tmp_path / "data"
+    shutil.copytree(pairs, data)
+    victim = sorted((data / "hr").iterdir())[1]
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[:60] + bytes(len(raw) - 72) + raw[-12:])  # header kept, image data zeroed
+    run = tmp_path / "r"
+    result = vsr_main("train", data, "--recipe", "tiny", "--run", run, "--random-vgg-weights-for-tests")
+    assert result.returncode == 1, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "error:" in x]
+    assert f"{victim}: a training image cannot be decoded" in line, result.stderr
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(("backend", "needle"), [("nonsense", "not a Keras backend"), ("jax", "jax is not installed")])
+def test_a_keras_backend_that_cannot_run_is_one_line(monkeypatch, sample_clip, backend, needle):
+    import importlib.util
+
+    if backend == "jax" and importlib.util.find_spec("jax") is not None:
+        pytest.skip("JAX is installed here")
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    result = vsr_main("upscale", sample_clip, *TINY)
+    assert result.returncode == 2 and needle in result.stderr, result.stderr
+    assert result.stderr.count("error:") == 1

@@ -13,7 +13,7 @@ from vsr.device import default_precision
 from vsr.outputs import default_output
 from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.run import upscale_file
+from vsr.running import upscale_file
 
 
 def _video(info: list[dict]) -> dict:

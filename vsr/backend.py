@@ -4,8 +4,9 @@ TensorFlow's native code logs to file descriptor 2 before its logging is
 initialised ("Could not find cuda drivers...", "failed call to cuInit"), and
 ``TF_CPP_MIN_LOG_LEVEL`` does not reach those lines. vsr promises one line per
 problem on stderr, so building the model (the first import, the device query)
-runs with fd 2 pointed at /dev/null. Python exceptions are unaffected (they are raised, not
-printed); ``VSR_DEBUG=1`` keeps everything visible.
+runs with fd 2 pointed at /dev/null, while vsr's own log lines and Python's
+stderr go on to the terminal through a saved copy of it. Python exceptions are
+unaffected (they are raised, not printed); ``VSR_DEBUG=1`` keeps everything visible.
 """
 
 from __future__ import annotations
@@ -20,35 +21,39 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Silence native writes to fd 2 for the duration of the block."""
+    """Silence native writes to fd 2 for the duration of the block; vsr's own lines still reach the terminal.
+
+    ``VSR_DEBUG=1`` keeps everything visible.
+    """
     if os.environ.get("VSR_DEBUG"):
         yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with _native_stderr(None, python_stderr=False):
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @contextlib.contextmanager
 def native_stderr_to(path: Path | None) -> Iterator[None]:
     """Native writes to fd 2 (TensorFlow's ``E0000 ... meta_optimizer`` lines) go to ``path``, not the terminal.
 
-    Unlike :func:`quiet_native_stderr`, Python's own stderr (vsr's log lines, the progress bar, warnings)
-    keeps the terminal: ``sys.stderr`` and vsr's log handler move to a copy of the original fd 2 for the
-    duration. With ``-v`` or ``VSR_DEBUG=1`` nothing is redirected.
+    With ``-v`` or ``VSR_DEBUG=1`` nothing is redirected.
     """
-    logger = logging.getLogger("vsr")
-    if os.environ.get("VSR_DEBUG") or logger.isEnabledFor(logging.DEBUG):
+    if os.environ.get("VSR_DEBUG") or logging.getLogger("vsr").isEnabledFor(logging.DEBUG):
         yield
         return
+    with _native_stderr(path, python_stderr=True):
+        yield
+
+
+@contextlib.contextmanager
+def _native_stderr(path: Path | None, python_stderr: bool) -> Iterator[None]:
+    """Point fd 2 at ``path`` (None: /dev/null) while vsr's log lines keep the terminal.
+
+    vsr's log handlers (and ``sys.stderr`` too where ``python_stderr``: the progress bar) move to a copy of the
+    original fd 2 for the duration, so vsr's warnings (a damaged model cache, say) are shown while native
+    libraries, and other libraries' Python chatter where not ``python_stderr``, are quiet.
+    """
+    logger = logging.getLogger("vsr")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
@@ -56,18 +61,21 @@ def native_stderr_to(path: Path | None) -> Iterator[None]:
     python_side = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
     previous = sys.stderr
     handlers = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is previous]
-    sys.stderr = python_side
+    if python_stderr:
+        sys.stderr = python_side
     for handler in handlers:
         handler.setStream(python_side)
     os.dup2(target, 2)
     try:
         yield
     finally:
-        python_side.flush()
+        with contextlib.suppress(OSError):  # a terminal that hung up meanwhile
+            python_side.flush()
         os.dup2(saved, 2)
         sys.stderr = previous
         for handler in handlers:
             handler.setStream(previous)
-        python_side.close()
+        with contextlib.suppress(OSError):
+            python_side.close()
         os.close(saved)
         os.close(target)

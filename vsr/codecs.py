@@ -6,11 +6,12 @@ import functools
 import io
 import logging
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import av.error
 
-from vsr.errors import UsageError
+from vsr.errors import UsageError, shown
 from vsr.media import ffmpeg_reason
 
 #: Largest frame some encoders take at all, where opening one to find out costs gigabytes of memory.
@@ -64,3 +65,42 @@ def segment_suffix(encoder: str) -> str:
         finally:
             container.close()
     return ""
+
+
+#: What a container that cannot hold the preset's codec gets instead: (video encoder, audio codec for streams
+#: it cannot copy). WebM holds only VP8/VP9/AV1 with Vorbis/Opus.
+CONTAINER_CODECS = {"webm": ("libvpx-vp9", "libopus")}
+
+
+def container_format(path: Path) -> str:
+    """The FFmpeg muxer ``path``'s suffix names (``.webm`` -> ``webm``), as FFmpeg itself guesses it.
+
+    Raises:
+        UsageError: a suffix no muxer claims (``out.xyz``), or none at all.
+    """
+    probe = io.BytesIO()
+    probe.name = path.name  # what FFmpeg guesses the format from; nothing is written
+    try:
+        container = av.open(probe, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise UsageError(
+            f"{shown(path)}: no output format has the suffix {path.suffix or '(none)'!r}; "
+            "use a video suffix such as .mp4, .mkv, .mov or .webm"
+        ) from None
+    try:
+        return str(container.format.name)
+    finally:
+        container.close()
+
+
+@functools.cache
+def holds(fmt: str, encoder: str) -> bool:
+    """Whether the container format ``fmt`` can hold what ``encoder`` writes (FFmpeg's own muxer tables)."""
+    container = av.open(io.BytesIO(), "w", format=fmt)
+    try:
+        container.add_stream(encoder, rate=25)
+    except ValueError:  # "'webm' format does not support 'libx264' codec"
+        return False
+    finally:
+        container.close()
+    return True

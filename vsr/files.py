@@ -13,13 +13,18 @@ _PID_ROOM = "0" * 10
 
 
 def fit_name(name: str, prefix: str = "", suffix: str = "") -> str:
-    """``prefix + name + suffix``, with ``name`` shortened (and a digest of it added) if the whole passes 255 bytes."""
+    """``prefix + name + suffix``, with ``name`` shortened (and a digest of it added) if the whole passes 255 bytes.
+
+    Names are bytes on POSIX: a name that is not UTF-8 (``b"\\xe9t\\xe9.mp4"`` from an old disk) reaches
+    Python with surrogate escapes, and is measured and cut as the bytes the file system holds.
+    """
     whole = f"{prefix}{name}{suffix}"
-    if len(whole.encode()) <= NAME_MAX:
+    if len(os.fsencode(whole)) <= NAME_MAX:
         return whole
-    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:12]
-    room = NAME_MAX - len(f"{prefix}{tag}{suffix}".encode())
-    short = name.encode()[:room].decode(errors="ignore")  # cut on a character boundary
+    raw = os.fsencode(name)
+    tag = "~" + hashlib.sha256(raw).hexdigest()[:12]
+    room = NAME_MAX - len(os.fsencode(f"{prefix}{tag}{suffix}"))
+    short = raw[:room].decode(errors="ignore")  # cut on a character boundary; undecodable bytes dropped
     return f"{prefix}{short}{tag}{suffix}"
 
 

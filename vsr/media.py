@@ -13,6 +13,10 @@ from vsr.errors import UsageError, VsrError
 from vsr.frame import Colour
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+#: Suffixes a folder scan picks up unless --include says otherwise.
+VIDEO_SUFFIXES = (
+    ".mp4 .m4v .mkv .mov .avi .webm .wmv .flv .mpg .mpeg .m2v .ts .m2ts .mts .vob .3gp .ogv .mxf .y4m .gif".split()
+)
 IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "tiff_pipe", "webp_pipe", "jpegls_pipe"}
 
 

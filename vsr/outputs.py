@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vsr.errors import UsageError, VsrError, WriteError
+from vsr.errors import UsageError, WriteError
 from vsr.files import NAME_MAX, fit_name, temp_name, temp_owner, write_atomic
 from vsr.media import IMAGE_SUFFIXES
 
@@ -54,7 +54,7 @@ def default_output(path: Path, scale: int = 4) -> Path:
         name = f"{path.stem}.x{scale}{suffix}"
     else:
         name = f"{path.name}.x{scale}.mkv"
-    if len(name.encode()) > NAME_MAX:
+    if len(os.fsencode(name)) > NAME_MAX:
         raise UsageError(f"{path}: the output name would pass {NAME_MAX} bytes; give a shorter one with -o")
     return path.with_name(name)
 
@@ -257,27 +257,3 @@ def remove_leftovers(output: Path, log: logging.Logger) -> None:
             with contextlib.suppress(OSError):
                 (folder / entry).unlink()
                 log.info("removed %s, left by a killed run (pid %d)", folder / entry, pid)
-
-
-def check_destination(input_path: Path, output: Path, provenance: Provenance, force: bool) -> None:
-    """Refuse an output that is the input, a folder, a foreign file, or another input's upscale."""
-    if output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path)):
-        raise UsageError(f"{output}: output would overwrite the input; choose another -o")
-    if output.is_dir():
-        raise UsageError(f"{output}: is a directory; give a file name")
-    if output.exists() and not force:
-        if not provenance.by_vsr:
-            raise UsageError(f"{output}: already exists and was not made by vsr (use --force to replace it)")
-        if not provenance.same_input(input_path):
-            made_from = provenance.record.get("input") if provenance.record else (provenance.tag or {}).get("input")
-            raise UsageError(
-                f"{output}: already holds vsr's upscale of another input ({made_from}); "
-                "give this one another -o (or --force to replace it)"
-            )
-    parent = output.parent
-    if not parent.is_dir():
-        raise VsrError(f"{parent}: output directory does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise VsrError(f"{parent}: output directory is not writable")
-    if output.suffix.lower() in IMAGE_SUFFIXES and input_path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UsageError(f"{output}: image output needs an image input; use a video suffix such as .mp4 or .mkv")

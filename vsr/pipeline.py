@@ -141,7 +141,16 @@ def build_pipeline(plan: RunPlan, job: Job, states: Mapping[str, Mapping[str, np
     states = states or {}
     return Pipeline(
         [
-            s.cls(s.options, replace(job, role=s.role, prepared=s.prepared, state=states.get(s.role, {})))
+            s.cls(
+                s.options,
+                replace(
+                    job,
+                    role=s.role,
+                    prepared=s.prepared,
+                    state=states.get(s.role, {}),
+                    pinned=frozenset(k.partition(".")[2] for k in plan.pinned if k.startswith(f"{s.role}.")),
+                ),
+            )
             for s in plan.stages
         ]
     )

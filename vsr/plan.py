@@ -47,7 +47,10 @@ class RunPlan:
             identity in done-records and resume manifests.
         registry: the plugins' registry the plan was made from.
         source: the resolved preset, overrides applied: what a worker in
-            another process remakes the plan from (:mod:`vsr.units`).
+            another process remakes the plan from (:mod:`vsr.running.units`).
+        pinned: the options (``role.key``) the command line named: a stage
+            keeps to them strictly where it would otherwise adapt the
+            preset's choice (the encoder's codec to the output's container).
     """
 
     preset: str
@@ -55,6 +58,7 @@ class RunPlan:
     settings: str
     registry: Registry
     source: Preset
+    pinned: frozenset[str] = frozenset()
 
     @property
     def scale(self) -> int:
@@ -92,6 +96,7 @@ def plan_run(
 ) -> RunPlan:
     """The plan for ``vsr upscale``: a preset (name or file) and the command line's overrides of it."""
     chosen = resolve_preset(registry, preset).with_overrides(list(overrides or []))
+    pinned = {item.partition("=")[0].strip() for item in overrides or []}
     values: list[tuple[str, str, Any]] = []
     if model is not None:
         values.append(("upscale", "model", model))
@@ -99,4 +104,5 @@ def plan_run(
         values.append(("smooth", "enabled", smooth))
     if video_track is not None:
         values.append(("decode", "video_track", video_track))
-    return make_plan(registry, chosen.with_values(values) if values else chosen)
+    plan = make_plan(registry, chosen.with_values(values) if values else chosen)
+    return dataclasses.replace(plan, pinned=frozenset(pinned | {f"{role}.{key}" for role, key, _ in values}))

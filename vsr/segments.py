@@ -179,10 +179,7 @@ class WorkDir:
             problem = self._problem(manifest)
             if problem is None:
                 self.entries = manifest["segments"]
-                keep = {"manifest.json", *(e["file"] for e in self.entries), *(e["state"] for e in self.entries)}
-                for path in self.dir.iterdir():  # what a killed run left half-written
-                    if path.name not in keep:
-                        path.unlink()
+                self.tidy()
                 return
             self.log.warning("cannot resume earlier work on this file (%s); starting again", problem)
         self.remove()
@@ -191,6 +188,21 @@ class WorkDir:
         except OSError as exc:
             raise VsrError(f"{self.dir}: cannot create the work directory: {exc.strerror or exc}") from None
         self._save()
+
+    def load(self) -> None:
+        """Read the manifest as it is on disk now (another instance of this folder, an in-order unit, wrote it)."""
+        manifest = read_json(self.manifest_path)
+        self.entries = manifest["segments"] if manifest is not None and self._problem(manifest) is None else []
+
+    def tidy(self) -> None:
+        """Delete what is not listed in the manifest: pieces that a killed, failed or interrupted run left."""
+        keep = {"manifest.json", *(e["file"] for e in self.entries), *(e["state"] for e in self.entries)}
+        try:
+            names = [path for path in self.dir.iterdir() if path.name not in keep]
+        except OSError:
+            return
+        for path in names:
+            path.unlink(missing_ok=True)
 
     def _problem(self, manifest: dict[str, Any]) -> str | None:
         if manifest.get("version") != MANIFEST_VERSION or manifest.get("identity") != self.identity:
@@ -248,10 +260,10 @@ class WorkDir:
     def add(self, segment: Segment, carry: State) -> None:
         """Record a finished segment (its file already in place) and the state carried out of it."""
         state = self.dir / f"seg-{segment.first_index:09d}.state.npz"
-        write_atomic(state, _pack_state(carry))
-        fsync_path(self.dir)
-        self.entries.append(
-            {
+        try:
+            write_atomic(state, _pack_state(carry))
+            fsync_path(self.dir)
+            entry = {
                 "number": segment.number,
                 "file": segment.path.name,
                 "first_index": segment.first_index,
@@ -263,8 +275,16 @@ class WorkDir:
                 "state": state.name,
                 "state_size": state.stat().st_size,
             }
-        )
-        self._save()
+            self.entries.append(entry)
+            try:
+                self._save()
+            except OSError:
+                self.entries.pop()
+                raise
+        except OSError as exc:  # a full disk, say: the segment is not kept unlisted on it
+            segment.path.unlink(missing_ok=True)
+            state.unlink(missing_ok=True)
+            raise WriteError(f"{self.dir}: cannot record a finished segment: {exc.strerror or exc}") from None
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -83,7 +83,9 @@ class Job:
     ``state``: the history it attached to the last frame of the previous
     segment (see :meth:`vsr.frame.Frame.carrying`), empty when the stream
     starts afresh. A stage with history (a temporal smoother) restores it from
-    ``state``, so a resumed run equals an uninterrupted one.
+    ``state``, so a resumed run equals an uninterrupted one. ``pinned`` names
+    the stage's options that the user set on the command line: keep to them
+    strictly where the stage would otherwise adapt the preset's choice.
     """
 
     input: Path
@@ -99,6 +101,7 @@ class Job:
     role: str = ""
     prepared: Prepared = field(default_factory=Prepared)
     state: Mapping[str, np.ndarray] = field(default_factory=dict)
+    pinned: frozenset[str] = frozenset()
 
 
 class Stage:
@@ -147,10 +150,12 @@ class Stage:
         return None
 
     def check_output(self, width: int, height: int) -> None:
-        """Encoders: refuse (:class:`vsr.errors.UsageError`) or warn about a frame size, before any upscaling.
+        """Encoders: refuse (:class:`vsr.errors.UsageError`) a destination they cannot write, before any upscaling.
 
-        Called once per file with the upscaled size, so a size the encoder
-        cannot write fails at once, not after the first frame's minutes of work.
+        Called once per file, with ``job.final_output`` and the upscaled size,
+        before any network is built: the container the output's suffix names,
+        a codec it holds, the frame size. So what the encoder cannot write
+        fails at once, not after hours of upscaling.
         """
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:

@@ -6,6 +6,7 @@ so ``vsr --help`` stays fast.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
 
 from vsr import __version__
 from vsr.cli import compare, listing, metrics, models, sample, train, upscale
-from vsr.errors import Interrupted, VsrError, printable
+from vsr.errors import Interrupted, UsageError, VsrError, printable
 
 app = typer.Typer(
     name="vsr",
@@ -72,13 +73,31 @@ def _setup_logging() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 
+#: Keras 3's backends, and the module each needs.
+_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy", "openvino": "openvino"}
+
+
+def _check_backend() -> None:
+    """``KERAS_BACKEND`` names a backend Keras has and that is installed, or the run stops with one line."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name is None:
+        return
+    if name not in _BACKENDS:
+        raise UsageError(f"KERAS_BACKEND={name}: not a Keras backend (choose one of {', '.join(_BACKENDS)})")
+    if importlib.util.find_spec(_BACKENDS[name]) is None:
+        raise UsageError(f"KERAS_BACKEND={name}: {_BACKENDS[name]} is not installed (pip install {_BACKENDS[name]})")
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Our own exception, not KeyboardInterrupt: Typer turns that into a silent exit 130.
     raise Interrupted(signal.Signals(signum).name)
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"vsr: error: {printable(message)}", file=sys.stderr)
+    try:
+        print(f"vsr: error: {printable(message)}", file=sys.stderr)
+    except OSError:  # a terminal that hung up (SIGHUP): the exit code and the report still say it
+        pass
     return code
 
 
@@ -86,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vsr`` script; returns the exit code.
 
     Exit codes: 0 success, 1 failure (bad input, encoding error), 2 usage
-    error (unknown option, preset, stage or model), 130 interrupted.
+    error (unknown option, preset, stage or model), 128 + the signal when
+    interrupted: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP: a closed terminal
+    or a dropped ssh connection).
     """
     _setup_logging()
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    logging.raiseExceptions = False  # a log line to a hung-up terminal must not become a traceback
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), _on_signal)
     try:
+        _check_backend()
         result = app(args=argv, prog_name="vsr", standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)

@@ -4,119 +4,26 @@ from __future__ import annotations
 
 import glob
 import logging
-import sys
-import time
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vsr.batch import Entry, Item, Report, assign_outputs, collect_inputs, run_batch
-from vsr.errors import Interrupted, UsageError, VsrError
+from vsr.cli.progress import Progress
+from vsr.errors import UsageError, shown
 from vsr.plan import plan_run
 from vsr.plugins import load_registry
-from vsr.ray_engine import RayEngine
-from vsr.run import RunResult, upscale_file
-from vsr.scaleout import Driver, LocalEngine, parse_devices
+from vsr.running.driver import Driver
+from vsr.running.executors import Executor, InlineExecutor, LocalExecutor, parse_devices
+from vsr.running.inputs import assign_outputs, collect_inputs
+from vsr.running.report import Report
+from vsr.running.units import PRIME_FRAMES
 from vsr.segments import CHECKPOINT_SECONDS, SEGMENT_SECONDS, SegmentPolicy
-from vsr.stage import MediaInfo
-from vsr.units import PRIME_FRAMES
 
 log = logging.getLogger("vsr")
 #: Default --settle in batches: an input touched within this many seconds may still be being copied.
 SETTLE_SECONDS = 60.0
-
-
-class _Reporter:
-    """Rich progress on a terminal; a few plain lines otherwise (cron mail, logs), or none (``quiet``)."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.tty = sys.stderr.isatty()
-        self.quiet = quiet
-        self.progress: Progress | None = None
-        self.task = None
-        self.total: int | None = None
-        self.next_report = 0.0
-        self.start = 0.0
-        self.first = 0
-
-    def on_start(self, media: MediaInfo, output: Path, start_index: int) -> None:
-        self.total = media.frames
-        self.first = start_index
-        rate = f" @ {float(media.frame_rate):.3g} fps" if media.frame_rate and not media.is_image else ""
-        frames = f", {media.frames} frames" if media.frames else ""
-        if not self.quiet:
-            log.info("%dx%d %s%s%s -> %s", media.width, media.height, media.codec_name, rate, frames, output)
-        self.start = time.perf_counter()
-        self.next_report = 60.0
-        if self.tty:
-            self.progress = Progress(
-                TextColumn(f"upscaling {output.name}" if self.quiet else "upscaling"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[fps]} fps"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("upscale", total=self.total, completed=start_index, fps="-")
-
-    def on_frame(self, count: int) -> None:
-        elapsed = time.perf_counter() - self.start
-        fps = (count - self.first) / elapsed if elapsed > 0 else 0.0
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=count, fps=f"{fps:.2f}")
-        elif not self.quiet and elapsed >= self.next_report:
-            self.next_report = elapsed + 60
-            total = f"/{self.total}" if self.total else ""
-            log.info("frame %d%s, %.2f fps", count, total, fps)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-class _UnitProgress:
-    """Progress of a run on several workers, as units come back: a bar on a terminal, else a line a minute."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.total = self.done = 0
-        self.start = time.perf_counter()
-        self.next_report = 60.0
-        self.progress: Progress | None = None
-        self.task = None
-        if sys.stderr.isatty():
-            self.progress = Progress(
-                TextColumn("upscaling"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[fps]} fps"),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("upscale", total=None, fps="-")
-
-    def update(self, worker: str, frames: int, planned: int) -> None:
-        self.total += planned
-        self.done += frames
-        elapsed = time.perf_counter() - self.start
-        fps = f"{self.done / elapsed:.2f}" if elapsed > 0 else "-"
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=self.done, total=self.total or None, fps=fps)
-        elif not self.quiet and elapsed >= self.next_report:
-            self.next_report = elapsed + 60
-            log.info("%d/%d frames, %s fps", self.done, self.total, fps)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
 
 
 def _is_batch(inputs: list[str]) -> bool:
@@ -131,13 +38,14 @@ def upscale(
         list[str],
         typer.Argument(help="Videos or images, folders (scanned recursively), or quoted globs.", show_default=False),
     ],
-    output: Annotated[
-        Path | None,
+    output_raw: Annotated[
+        str | None,
         typer.Option(
             "--output",
             "-o",
             help="Output file for one input (default: INPUT.x4.EXT beside it); for several, a folder that "
-            "mirrors the inputs' tree.",
+            "mirrors the inputs' tree (a name ending in / is a folder, made if missing).",
+            show_default=False,
         ),
     ] = None,
     preset: Annotated[
@@ -231,6 +139,7 @@ def upscale(
 
     Finished outputs are skipped, interrupted ones resume, overlapping runs share the work.
     """
+    output = Path(output_raw) if output_raw else None
     if ray is not None and devices is not None:
         raise UsageError("--ray and --devices exclude each other: the Ray cluster decides the devices")
     workers = parse_devices(devices) if ray is None else None  # before anything starts a backend
@@ -242,29 +151,12 @@ def upscale(
     quiet = batch and not logging.getLogger("vsr").isEnabledFor(logging.DEBUG)
     job_log = logging.getLogger("vsr.job")
     job_log.setLevel(logging.WARNING if quiet else logging.NOTSET)
-    reporter = _Reporter(quiet=quiet)
+    folder = output is not None and (output_raw.endswith(("/", os.sep)) or output.is_dir())
     if output is not None and batch and output.exists() and not output.is_dir():
-        raise UsageError(f"{output}: with several inputs, -o must be a folder")
-    out_dir = output if batch or (output is not None and output.is_dir()) else None
+        raise UsageError(f"{shown(output)}: with several inputs, -o must be a folder")
+    out_dir = output if batch or folder else None
     policy = SegmentPolicy(checkpoint=checkpoint, max_seconds=segment)
     wait = settle if settle is not None else (SETTLE_SECONDS if batch else 0.0)
-
-    def process(item: Item) -> RunResult:
-        try:
-            return upscale_file(
-                plan,
-                item.input,
-                item.output,
-                force=force,
-                make_parent=item.output_dir is not None,
-                policy=policy,
-                settle=wait,
-                on_start=reporter.on_start,
-                on_frame=reporter.on_frame,
-                log=job_log,
-            )
-        finally:
-            reporter.close()
 
     result_report = Report(plan.preset)
     found, missing = collect_inputs(inputs, out_dir, include or [], exclude or [])
@@ -273,55 +165,55 @@ def upscale(
         raise UsageError(str(clashes[0].error))
     result_report.entries.extend(missing + clashes)
     for entry in missing + clashes:
-        log.error("failed: %s", entry.error)
+        log.error("%s", entry.error)
+    progress = Progress("upscaling", quiet=quiet)
+    executor: Executor
     try:
-        if ray is not None or workers:
-            engine = RayEngine(ray) if ray is not None else LocalEngine(workers or [])
-            log.info("%d files to consider, on %s", len(items) + len(clashes), engine.description)
-            progress = _UnitProgress(quiet)
-            driver = Driver(
-                plan,
-                engine,
-                force=force,
-                policy=policy,
-                prime=prime_frames,
-                settle=wait,
-                log=job_log if not batch else log,
-                on_unit=progress.update,
-            )
-            try:
-                driver.run(items, result_report)
-            finally:
-                progress.close()
-        elif batch:
-            log.info("%d files to consider", len(items) + len(clashes))
-            run_batch(items, result_report, process, log)
-        elif items:
-            result = process(items[0])
-            result_report.entries.append(Entry.of(result))
-            if result.status == "done":
-                log.info(
-                    "wrote %s: %d frames in %.1f s (%.2f fps)%s",
-                    result.output,
-                    result.frames,
-                    result.seconds,
-                    result.fps,
-                    f", resumed at frame {result.resumed_at}" if result.resumed_at else "",
-                )
-            else:
-                log.info("%s: %s (%s)", result.status, result.output, result.reason)
-    except VsrError as exc:
-        result_report.entries.append(
-            Entry(inputs[0], "interrupted" if isinstance(exc, Interrupted) else "failed", error=str(exc))
+        if ray is not None:
+            from vsr.running.ray import RayExecutor  # Ray is an optional extra
+
+            executor = RayExecutor(ray)
+        elif workers:
+            executor = LocalExecutor(workers)
+        else:
+            executor = InlineExecutor(plan, progress.advance)
+        if batch or not isinstance(executor, InlineExecutor):
+            log.info("%d files to consider, on %s", len(items) + len(clashes), executor.description)
+        driver = Driver(
+            plan,
+            executor,
+            force=force,
+            policy=policy,
+            prime=prime_frames,
+            settle=wait,
+            log=log if batch else job_log,
+            progress=progress,
+            describe=not quiet,
         )
-        result_report.interrupted = isinstance(exc, Interrupted)
-        raise
+        driver.run(items, result_report)
     finally:
+        progress.close()
         if report is not None:
             result_report.write(report)
     if batch:
         counts = result_report.counts()
         log.info("batch: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do")
+    elif result_report.interrupted is None and result_report.entries:
+        entry = result_report.entries[-1]
+        if entry.status == "done":
+            resumed = f", resumed at frame {entry.resumed_at}" if entry.resumed_at else ""
+            log.info(
+                "wrote %s: %d frames in %.1f s (%.2f fps)%s",
+                entry.output,
+                entry.frames,
+                entry.seconds,
+                entry.fps,
+                resumed,
+            )
+        elif entry.status != "failed":
+            log.info("%s: %s (%s)", entry.status, entry.output, entry.error)
+    if result_report.interrupted is not None:
+        raise result_report.interrupted
     code = result_report.exit_code()
     if code:
         raise typer.Exit(code)

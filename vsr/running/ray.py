@@ -1,11 +1,11 @@
-"""The ``--ray`` engine: units as Ray tasks on an existing cluster (the optional ``vsr[ray]`` extra).
+"""The ``--ray`` executor: units as Ray tasks on an existing cluster (the optional ``vsr[ray]`` extra).
 
 Ray places the tasks (``num_gpus=1`` each on a cluster with GPUs, else
 ``num_cpus``) and retries a task whose worker or node died; vsr only cuts the
-work and joins it (:mod:`vsr.scaleout`). Every node must see the inputs,
+work and joins it (:mod:`vsr.running.driver`). Every node must see the inputs,
 outputs and model files at the same paths (a shared filesystem) and run the
 same vsr, plugins and models: a worker whose plan hashes differently refuses
-its unit (:func:`vsr.units.worker_plan`). A worker process keeps its plan and
+its unit (:func:`vsr.running.units.worker_plan`). A worker process keeps its plan and
 built network for the units that follow (``max_calls=0``).
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 from vsr.backend import quiet_native_stderr
 from vsr.errors import UsageError, VsrError
-from vsr.units import UnitRequest, UnitResult, run_unit
+from vsr.running.executors import WorkerLost
+from vsr.running.units import UnitRequest, UnitResult, run_unit
 
 #: Times Ray reruns a unit whose worker or node died before giving up on it.
 RETRIES = 3
@@ -28,7 +29,7 @@ FORWARDED = ("VSR_PLUGINS", "VSR_DISABLE_PLUGINS", "VSR_CACHE_DIR", "VSR_DEBUG",
 
 
 def _ray_unit(request: UnitRequest, threads: int) -> UnitResult:
-    """:func:`vsr.units.run_unit` in a Ray worker: the backend's threads limited to the task's CPUs first."""
+    """:func:`vsr.running.units.run_unit` in a Ray worker: the backend's threads limited to the task's CPUs first."""
     if threads:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
@@ -52,8 +53,15 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-class RayEngine:
-    """Units as tasks on the Ray cluster at ``address`` (``auto``: the one this machine belongs to)."""
+class RayExecutor:
+    """Units as tasks on the Ray cluster at ``address`` (``auto``: the one this machine belongs to).
+
+    A Ray cluster runs any code that reaches its ports, with no authentication: it must be reachable only from
+    trusted machines (bound to a private interface, its ports firewalled), as Ray's own documentation says.
+    """
+
+    in_order = False
+    live_progress = False
 
     def __init__(self, address: str, cpus_per_unit: int = 1) -> None:
         try:
@@ -100,8 +108,6 @@ class RayEngine:
         return future
 
     def error(self, exc: BaseException) -> BaseException:
-        from vsr.scaleout import WorkerLost
-
         errors = self.ray.exceptions
         if isinstance(exc, errors.RayTaskError) and exc.cause is not None:
             return exc.cause  # the unit's own error (a bad input, say), as run_unit raised it

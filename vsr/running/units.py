@@ -1,8 +1,17 @@
-"""Units of work: a video cut in advance at fixed frames, and what one worker does with one unit.
+"""Units of work: what an executor runs, and what one worker does with one unit.
 
-A run on several workers (:mod:`vsr.scaleout`: local devices, or a Ray
-cluster) cuts each video where a single pass would close its segments when
-no checkpoint fires (:meth:`vsr.segments.SegmentPolicy.full`): every
+A unit is one of three things:
+
+- the **rest of a video, in order** (the inline executor): segments closed by
+  work done (:class:`vsr.segments.SegmentPolicy`), each recorded in the work
+  folder's manifest as it closes together with the exact history of the
+  stages with memory, so a resumed run equals an uninterrupted one;
+- the **whole file** in one go (an image, or an encoder that cannot segment);
+- a **piece of a video cut in advance** (workers in other processes or on
+  other machines), described below.
+
+A run on several workers (local devices, or a Ray cluster) cuts each video
+where a single pass would close its segments when no checkpoint fires (:meth:`vsr.segments.SegmentPolicy.full`): every
 ``--segment`` seconds of video, counted from the frame times the decoder reads
 off the packets (:meth:`vsr.stage.Stage.frame_times`, no decoding). Each unit
 is one segment file, written by whichever worker takes it; the driver records
@@ -31,17 +40,18 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from vsr.errors import VsrError
+from vsr.errors import VsrError, shown
 from vsr.pipeline import build_pipeline
 from vsr.plan import RunPlan, make_plan
 from vsr.presets import Preset
-from vsr.run import segmenter_of
-from vsr.segments import Segment, SegmentPolicy, State, write_segments
+from vsr.running.lifecycle import segmenter_of
+from vsr.segments import Segment, SegmentPolicy, State, WorkDir, encode_segments, write_segments
 from vsr.stage import Job, MediaInfo
 
 #: Frames a unit upscales before its first, to prime stages with memory (not encoded).
@@ -99,8 +109,10 @@ def cuts_digest(units: Sequence[Unit]) -> str:
 class UnitRequest:
     """Everything a worker needs for one unit; plain data, sent to other processes and machines.
 
-    ``unit`` None: the whole file in one go, written to ``job.output`` (the
-    partial file the driver publishes); else one segment into ``work_dir``.
+    ``unit`` None: the whole file in one go, written to ``partial`` (the file
+    the driver publishes), or, with ``in_order`` (a policy), the rest of the
+    video in order into the work folder whose manifest matches ``identity``;
+    else one segment of a video cut in advance into ``work_dir``.
     """
 
     preset: Preset
@@ -112,16 +124,22 @@ class UnitRequest:
     metadata: dict[str, str]
     unit: Unit | None = None
     work_dir: Path = Path()
+    in_order: SegmentPolicy | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class UnitResult:
-    """What a worker did: ``frames`` encoded in ``seconds`` by ``worker``; the segment of a segment unit."""
+    """What a worker did: ``frames`` encoded in ``seconds`` by ``worker``; the segment of a segment unit.
+
+    ``resumed_at``: the frame an in-order unit started at (the frames before were done by earlier runs).
+    """
 
     frames: int
     seconds: float
     worker: str
     segment: Segment | None = None
+    resumed_at: int = 0
 
 
 #: This worker's plans, by settings hash: the plan (and so the built network) outlives one unit.
@@ -150,13 +168,18 @@ def worker_name() -> str:
     return os.environ.get("VSR_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_unit(request: UnitRequest) -> UnitResult:
-    """Upscale one unit; called in a worker process (a local device's, or a Ray task's).
+def run_unit(
+    request: UnitRequest, on_frame: Callable[[int], None] | None = None, plan: RunPlan | None = None
+) -> UnitResult:
+    """Upscale one unit; called by an executor (in this process, a local device's, or a Ray task's).
+
+    ``on_frame(n)``: called after each frame encoded, with the count so far; ``plan``: the driver's own
+    (in this process), else it is remade from the request (:func:`worker_plan`).
 
     Raises:
         VsrError: bad input, a failing encoder (``WriteError``: the destination).
     """
-    plan = worker_plan(request.preset, request.settings)
+    plan = plan or worker_plan(request.preset, request.settings)
     job = Job(
         input=request.input,
         output=request.partial,
@@ -168,8 +191,10 @@ def run_unit(request: UnitRequest) -> UnitResult:
     )
     start = time.perf_counter()
     unit = request.unit
+    if unit is None and request.in_order is not None:
+        return _run_in_order(plan, job, request, on_frame)
     if unit is None:
-        frames = sum(1 for _ in build_pipeline(plan, job).frames())
+        frames = _count(build_pipeline(plan, job).frames(), on_frame)
         return UnitResult(frames, time.perf_counter() - start, worker_name())
     job = replace(job, start_index=unit.prime_index, after_pts=unit.prime_after_pts, until_pts=unit.until_pts)
     pipeline = build_pipeline(plan, job)
@@ -191,7 +216,32 @@ def run_unit(request: UnitRequest) -> UnitResult:
         number=unit.number,
         encode_from=unit.first_index,
     )
-    frames = sum(1 for _ in pipeline.frames(sink))
+    frames = _count(pipeline.frames(sink), on_frame)
     if not done:
-        raise VsrError(f"{request.input}: frames {unit.first_index}+ of unit {unit.number} could not be decoded")
+        raise VsrError(f"{shown(request.input)}: frames {unit.first_index}+ of unit {unit.number} could not be decoded")
     return UnitResult(frames, time.perf_counter() - start, worker_name(), done[0])
+
+
+def _count(frames: Iterator[Any], on_frame: Callable[[int], None] | None) -> int:
+    count = 0
+    for _ in frames:
+        count += 1
+        if on_frame is not None:
+            on_frame(count)
+    return count
+
+
+def _run_in_order(plan: RunPlan, job: Job, request: UnitRequest, on_frame: Callable[[int], None] | None) -> UnitResult:
+    """The rest of a video in order: resumed after the work folder's last segment, with its carried state."""
+    assert request.in_order is not None
+    start = time.perf_counter()
+    work = WorkDir(request.output, request.identity, job.log)
+    work.load()
+    job = replace(job, start_index=work.frames_done, after_pts=work.after_pts)
+    pipeline = build_pipeline(plan, job, work.carried())
+    encoder = segmenter_of(pipeline.encoder)
+    if encoder is None:
+        raise VsrError(f"{shown(request.input)}: the encoder cannot write segments with these options")
+    sink = functools.partial(encode_segments, encoder=encoder, work=work, policy=request.in_order)
+    frames = _count(pipeline.frames(sink), on_frame)
+    return UnitResult(frames, time.perf_counter() - start, worker_name(), resumed_at=job.start_index)
