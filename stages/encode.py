@@ -192,7 +192,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         if "codec" in self.job.pinned or fitting is None:
             instead = f"choose a codec it holds (--set encode.codec={fitting[0]})" if fitting else "choose another"
             raise UsageError(
-                f"{shown(output)}: a {fmt} file cannot hold {opts.codec}; {instead}, or another suffix "
+                f"{shown(output)}: the {fmt} container cannot hold {opts.codec}; {instead}, or another suffix "
                 "(.mkv holds any codec)"
             )
         return for_container_codec(opts, fitting[0])
@@ -335,7 +335,9 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         output.metadata.update(self.job.metadata)  # vsr's own tag wins over a copied one
         if not self.settings.copy_streams:
             return source, None
-        return source, Remuxer(output, source, index, self.job.log, media.start_offset if media else Fraction(0))
+        offset = media.start_offset if media else Fraction(0)
+        audio = CONTAINER_CODECS.get(output.format.name, (None, None))[1]  # WebM: Opus for audio it cannot hold
+        return source, Remuxer(output, source, index, self.job.log, offset, audio)
 
     def _close(self, output: Any) -> None:
         try:

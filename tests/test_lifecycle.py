@@ -42,13 +42,28 @@ def test_a_webm_input_becomes_vp9_with_its_opus_kept(tmp_path, sample_clip):
     assert video_pts(out) == video_pts(clip)
 
 
+def test_aac_that_webm_cannot_hold_is_reencoded_as_opus(tmp_path, sample_clip):
+    out = tmp_path / "clip.webm"
+    result = vsr_main("upscale", sample_clip, "-o", out, *TINY, "--segment", "0.5")  # joined from segments
+    assert result.returncode == 0, result.stderr
+    assert _codecs(out) == ["vp9", "opus"]
+    assert "re-encoded as libopus" in result.stderr
+    pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", out, "-map", "0:a", "-f", "s16le", "-ac", "1", "-"],
+                         capture_output=True, check=True).stdout  # fmt: skip
+    assert abs(len(pcm) / 2 / 48000 - 1.0) < 0.03  # the whole second of sound, at Opus's 48 kHz
+    assert np.abs(np.frombuffer(pcm, np.int16)).max() > 1000  # sound, not silence
+
+
 @pytest.mark.parametrize(
     ("output", "extra", "needle"),
     [
         ("out.xyz", [], "no output format has the suffix '.xyz'"),
         ("out", [], "no output format has the suffix '(none)'"),
-        ("out.webm", ["--set", "encode.codec=libx264"], "a webm file cannot hold libx264"),
-        ("out.avi", ["--set", "encode.codec=libx265"], "a avi file cannot hold libx265"),
+        ("out.webm", ["--set", "encode.codec=libx264"], "the webm container cannot hold libx264"),
+        ("out.avi", ["--set", "encode.codec=libx265"], "the avi container cannot hold libx265"),
+        ("out.ogv", [], "the ogv container cannot hold libx264"),
+        ("out.mov", ["--set", "encode.codec=libvpx-vp9", "--set", "encode.speed=5"], "the mov container cannot hold"),
+        ("out.ts", ["--set", "encode.codec=libvpx-vp9", "--set", "encode.speed=5"], "the mpegts container cannot"),
     ],
 )
 def test_a_destination_the_join_cannot_write_is_refused_before_any_work(tmp_path, sample_clip, output, extra, needle):
@@ -63,6 +78,34 @@ def test_an_output_name_ending_in_a_slash_is_a_folder(tmp_path, sample_clip):
     result = vsr_main("upscale", sample_clip, "-o", f"{tmp_path / 'new' / 'dir'}/", *TINY)
     assert result.returncode == 0, result.stderr
     assert len(video_pts(tmp_path / "new" / "dir" / "sample.x4.mp4")) == 12
+
+
+def test_a_symlink_loop_in_a_folder_is_one_failed_entry_and_the_rest_runs(tmp_path, sample_clip):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(sample_clip, src / "good.mp4")
+    (src / "loop1.mp4").symlink_to("loop2.mp4")
+    (src / "loop2.mp4").symlink_to("loop1.mp4")
+    report = tmp_path / "r.json"
+    result = vsr_main("upscale", src, "-o", tmp_path / "out", *TINY, *NOW, "--report", report)
+    assert result.returncode == 1, result.stderr
+    files = {Path(e["input"]).name: e for e in json.loads(report.read_text())["files"]}
+    assert files["good.mp4"]["status"] == "done"
+    assert files["loop1.mp4"]["status"] == "failed" and "loops back on itself" in files["loop1.mp4"]["error"]
+    named = vsr_main("upscale", src / "loop1.mp4", *TINY)
+    assert named.returncode == 1 and "loops back on itself" in named.stderr, named.stderr
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_any_work(tmp_path, sample_clip):
+    result = vsr_main("upscale", sample_clip, "-o", tmp_path / "o.mp4", *TINY, "--report", tmp_path / "no" / "r.json")
+    assert result.returncode == 2 and "--report" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mpeg_ts_keeps_its_aac(tmp_path, sample_clip):
+    out = tmp_path / "clip.ts"
+    assert vsr_main("upscale", sample_clip, "-o", out, *TINY).returncode == 0
+    assert _codecs(out) == ["h264", "aac"]
 
 
 def test_two_inputs_of_one_name_are_both_named_whole(tmp_path, sample_clip):
@@ -244,6 +287,7 @@ def test_metrics_pair_frames_by_time_and_refuse_what_is_not_an_upscale(tmp_path,
             assert refused.returncode == 2 and needle in refused.stderr, refused.stderr
             assert len(_error_lines(refused.stderr)) == 1
     assert vsr_main("metrics", sample_clip, doubled, "--scale", "2").returncode == 2
+    assert vsr_main("metrics", sample_clip, sample_clip).returncode == 2  # the input beside itself
 
 
 def test_metrics_counts_every_output_frame_of_a_field_rate_output(tmp_path, sample_clip, capsys):

@@ -16,7 +16,7 @@ import motion_clips as clips
 import numpy as np
 import pytest
 
-from conftest import TINY, decode_rgb, run_vsr
+from conftest import TINY, decode_rgb, ffmpeg, run_vsr
 from stages.smooth import SmoothOptions, TemporalSmoother
 from vsr.frame import Colour, Frame
 from vsr.metrics import StabilityReport, change_map, content_change, hsv, psnr, resize_nearest, ssim
@@ -298,6 +298,8 @@ def test_compare_writes_a_picture_and_a_clip(sample_clip, tmp_path):
     ],
 )
 def test_compare_refuses_bad_options(sample_clip, tmp_path, extra, message):
-    result = run_vsr("compare", str(sample_clip), str(sample_clip), *extra, cwd=tmp_path)
+    upscaled = tmp_path / "x4.mp4"
+    ffmpeg("-i", sample_clip, "-vf", "scale=iw*4:ih*4", "-an", upscaled)
+    result = run_vsr("compare", str(sample_clip), str(upscaled), *extra, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -260,5 +260,5 @@ def test_other_encoders_and_containers(sample_clip, tmp_path):
         "encode.speed=8",
     )
     assert result.returncode == 0, result.stderr
-    assert "not copying audio stream #1 (aac)" in result.stderr  # WebM holds Opus/Vorbis only: said, not hidden
-    assert [s["codec_name"] for s in streams(webm)] == ["vp9"]
+    assert "audio stream #1 (aac) is re-encoded as libopus" in result.stderr  # WebM holds Opus/Vorbis only
+    assert [s["codec_name"] for s in streams(webm)] == ["vp9", "opus"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -93,14 +94,41 @@ def container_format(path: Path) -> str:
         container.close()
 
 
+#: Muxers that keep no codec table and write what they do not know as a data stream: the codecs they play.
+PLAYABLE_IN = {
+    "mpegts": {"h264", "hevc", "mpeg2video", "mpeg1video", "mpeg4", "av1", "aac", "mp3", "mp2", "ac3", "eac3", "opus"}
+}
+
+
 @functools.cache
 def holds(fmt: str, encoder: str) -> bool:
-    """Whether the container format ``fmt`` can hold what ``encoder`` writes (FFmpeg's own muxer tables)."""
+    """Whether the container format ``fmt`` can hold what ``encoder`` writes.
+
+    FFmpeg's muxer tables answer first (``'webm' format does not support 'libx264'``); where a muxer keeps
+    no table (QuickTime with VP9, Ogg, MPEG-TS), a header is written to memory with the encoder opened on
+    a 64x64 picture, as the join will write it, and the muxers that take anything are held to what plays.
+    """
+    from vsr.backend import quiet_native_stderr
+
+    codec = av.Codec(encoder, "w").canonical_name
+    if fmt in PLAYABLE_IN:
+        return codec in PLAYABLE_IN[fmt]
+    with quiet_native_stderr():  # x265 and SVT-AV1 print their settings when opened and freed
+        return _header_accepted(fmt, encoder)
+
+
+def _header_accepted(fmt: str, encoder: str) -> bool:
+    """Whether ``fmt``'s muxer writes a header for a stream of ``encoder`` (its encoder freed on return)."""
     container = av.open(io.BytesIO(), "w", format=fmt)
     try:
-        container.add_stream(encoder, rate=25)
-    except ValueError:  # "'webm' format does not support 'libx264' codec"
+        stream = container.add_stream(encoder, rate=25)
+        formats = [f.name for f in stream.codec_context.codec.video_formats or ()]
+        stream.width, stream.height = 64, 64
+        stream.pix_fmt = "yuv420p" if "yuv420p" in formats or not formats else formats[0]
+        container.start_encoding()
+    except (ValueError, av.error.FFmpegError):  # "'webm' format does not support 'libx264'", or the header
         return False
     finally:
-        container.close()
+        with contextlib.suppress(av.error.FFmpegError, ValueError):
+            container.close()
     return True

@@ -47,19 +47,22 @@ def check_pair(original: Path, upscaled: Path, scale: int | None = None) -> int:
     """The scale of ``upscaled`` over ``original``; refuses a pair that is not an input and its upscale.
 
     Raises:
-        UsageError: sizes whose ratio is not one whole number (or not ``scale``), or durations more than a
-            frame of the input apart.
+        UsageError: sizes whose ratio is not one whole number of at least 2 (or not ``scale``), a still
+            beside a video, or durations more than a frame of the input apart.
     """
     low, high = describe(original), describe(upscaled)
     ratio = high.width / low.width if low.width else 0.0
     whole = round(ratio)
-    if whole < 1 or abs(ratio - whole) > 1e-6 or high.height != low.height * whole:
+    least = 1 if scale == 1 else 2  # the same size is an upscale only of an x1 model, asked for with --scale 1
+    if whole < least or abs(ratio - whole) > 1e-6 or high.height != low.height * whole:
         raise UsageError(
             f"{shown(upscaled)} ({high.width}x{high.height}) is not a whole-number upscale of {shown(original)} "
             f"({low.width}x{low.height}): give the input it was made from"
         )
     if scale is not None and whole != scale:
         raise UsageError(f"{shown(upscaled)} is {whole}x {shown(original)}, not {scale}x as asked")
+    if bool(low.duration) != bool(high.duration):
+        raise UsageError(f"{shown(original)} and {shown(upscaled)}: one is a still picture, the other a video")
     if low.duration and high.duration and abs(low.duration - high.duration) > low.frame + 1e-3:
         raise UsageError(
             f"{shown(upscaled)} lasts {high.duration:.3f} s and {shown(original)} {low.duration:.3f} s: "

@@ -9,10 +9,13 @@ tags (title, artist, comment, ...), chapters, and each stream's tags
 
 from __future__ import annotations
 
+from collections import deque
 from fractions import Fraction
 from typing import Any
 
 import av
+
+from vsr.codecs import PLAYABLE_IN
 
 #: Cover art codecs: attachment suffix and MIME type.
 _PICTURES = {"png": (".png", "image/png"), "mjpeg": (".jpg", "image/jpeg"), "bmp": (".bmp", "image/bmp")}
@@ -21,12 +24,23 @@ _PICTURES = {"png": (".png", "image/png"), "mjpeg": (".jpg", "image/jpeg"), "bmp
 class Remuxer:
     """Copies the input's other streams into the output, interleaved by time."""
 
-    def __init__(self, output: Any, source: Any, video_index: int, log: Any, offset: Fraction = Fraction(0)) -> None:
+    def __init__(
+        self,
+        output: Any,
+        source: Any,
+        video_index: int,
+        log: Any,
+        offset: Fraction = Fraction(0),
+        audio_codec: str | None = None,
+    ) -> None:
+        """``audio_codec``: re-encode with it the audio streams the output cannot hold (WebM: Opus), else drop them."""
         self.output = output
         self.offset = offset  # seconds every timestamp moves back, so the output starts at 0
         self.source = source
         self.map: dict[int, Any] = {}
-        supported = output.supported_codecs
+        self.transcoders: dict[int, _Transcoder] = {}
+        self.ready: deque[Any] = deque()
+        supported = output.supported_codecs | PLAYABLE_IN.get(output.format.name, set())
         chapter_tracks = "mov" in source.format.name and bool(source.chapters())
         for stream in source.streams:
             if stream.index == video_index or stream.type == "attachment":
@@ -44,6 +58,16 @@ class Remuxer:
                 )
                 continue
             name = stream.codec_context.name if stream.codec_context else None
+            if name not in supported and stream.type == "audio" and audio_codec is not None:
+                self.transcoders[stream.index] = _Transcoder(stream, output, audio_codec)
+                self.map[stream.index] = self.transcoders[stream.index].stream
+                log.info(
+                    "audio stream #%d (%s) is re-encoded as %s: the output container cannot hold it",
+                    stream.index,
+                    name,
+                    audio_codec,
+                )
+                continue
             if name not in supported:
                 log.warning(
                     "not copying %s stream #%d (%s): the output container cannot hold it",
@@ -79,13 +103,22 @@ class Remuxer:
             self.output.add_attachment(att.name, att.mimetype, bytes(att.data))
 
     def _next(self) -> Any:
-        for packet in self.packets:
+        while not self.ready:
+            packet = next(self.packets, None)
+            if packet is None:
+                for transcoder in self.transcoders.values():  # the encoders' last packets
+                    self.ready.extend(transcoder.feed(None))
+                self.transcoders.clear()
+                return self.ready.popleft() if self.ready else None
             if packet.size == 0:  # the demuxer's flushing packets
                 continue
             if self.offset:
                 shift_packet(packet, round(self.offset / packet.time_base))
-            return packet
-        return None
+            transcoder = self.transcoders.get(packet.stream.index)
+            if transcoder is None:
+                return packet
+            self.ready.extend(transcoder.feed(packet))
+        return self.ready.popleft()
 
     def pump(self, until: float | None) -> None:
         """Mux copied packets up to time ``until`` (seconds; None: all)."""
@@ -98,9 +131,44 @@ class Remuxer:
             ts = packet.dts if packet.dts is not None else packet.pts
             if until is not None and ts is not None and float(ts * packet.time_base) > until:
                 return
-            packet.stream = self.map[packet.stream.index]
+            if packet.stream.index in self.map:  # a copied packet; a re-encoded one is bound to its stream already
+                packet.stream = self.map[packet.stream.index]
             self.output.mux(packet)
             self.pending = None
+
+
+class _Transcoder:
+    """One audio stream decoded and encoded again, for a container that cannot hold its codec."""
+
+    def __init__(self, source: Any, output: Any, codec: str) -> None:
+        self.decoder = source.codec_context
+        rate = 48000 if codec == "libopus" else (source.codec_context.sample_rate or 48000)
+        self.stream = output.add_stream(codec, rate=rate)
+        layout = source.codec_context.layout
+        self.stream.layout = layout.name if layout.nb_channels <= 2 else "stereo"
+        self.stream.time_base = Fraction(1, rate)
+        copy_stream_info(source, self.stream)
+        self.rate = rate
+        self.next_pts: int | None = None
+
+    def feed(self, packet: Any) -> list[Any]:
+        """The output packets that ``packet`` (None: the end) completes."""
+        out = []
+        for frame in self.decoder.decode(packet):
+            if self.next_pts is None:  # the first sound's time, in the output's time base
+                start = frame.pts * frame.time_base if frame.pts is not None else 0
+                self.next_pts = round(start * self.rate)
+            frame.pts = None  # PyAV's resampler and frame queue time the encoder's frames from the first
+            out.extend(self.stream.encode(frame))
+        if packet is None:
+            out.extend(self.stream.encode(None))
+        shift = self.next_pts or 0
+        for encoded in out:
+            if encoded.pts is not None:
+                encoded.pts += shift
+            if encoded.dts is not None:
+                encoded.dts += shift
+        return out
 
 
 def shift_packet(packet: Any, ticks: int) -> None:

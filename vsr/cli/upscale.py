@@ -158,6 +158,8 @@ def upscale(
     policy = SegmentPolicy(checkpoint=checkpoint, max_seconds=segment)
     wait = settle if settle is not None else (SETTLE_SECONDS if batch else 0.0)
 
+    if report is not None and not (report.parent.is_dir() and os.access(report.parent, os.W_OK | os.X_OK)):
+        raise UsageError(f"--report {shown(report)}: its folder does not exist or is not writable")
     result_report = Report(plan.preset)
     found, missing = collect_inputs(inputs, out_dir, include or [], exclude or [])
     items, clashes = assign_outputs(found, plan.scale, None if out_dir is not None else output)

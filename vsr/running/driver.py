@@ -71,12 +71,12 @@ class _File:
     started: float = field(default_factory=time.perf_counter)
     error: BaseException | None = None
 
-    @property
-    def kept_frames(self) -> int:
-        """Frames finished and kept in the work folder for the next run."""
+    def keep(self) -> int:
+        """Keep the finished segments for the next run, remove the half-written pieces; the frames kept."""
         if self.work is None:
             return 0
         self.work.load()
+        self.work.tidy()
         return self.work.frames_done
 
 
@@ -334,11 +334,8 @@ class Driver:
         """Bad or changed input: remove the work. A failed resource: keep every finished segment."""
         job = file.claimed.job
         entry = Entry.of_failure(job.input, exc, job.final_output)
-        kept = 0
-        if failure_kind(exc) == "resource" and file.work is not None:
-            file.work.load()
-            file.work.tidy()
-            kept = file.work.frames_done
+        if failure_kind(exc) == "resource":
+            kept = file.keep()
             if kept:
                 entry.error = f"{entry.error}; {kept} finished frames are kept: run again to resume"
                 entry.frames, entry.resumable = kept, True
@@ -350,11 +347,7 @@ class Driver:
         """An interruption: the partial output goes, the finished segments stay, the lock is released."""
         job = file.claimed.job
         job.output.unlink(missing_ok=True)
-        kept = 0
-        if file.work is not None:
-            file.work.load()
-            file.work.tidy()  # a killed worker's half-written segment
-            kept = file.work.frames_done
+        kept = file.keep()  # a killed worker's half-written segment goes
         file.claimed.lock.release()
         entry = Entry(shown(job.input), "interrupted", shown(job.final_output), str(exc), kept, resumable=bool(kept))
         report.entries.append(entry)

@@ -8,6 +8,7 @@ they are escaped only when printed and in the report (:func:`vsr.errors.shown`).
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import os
@@ -64,7 +65,11 @@ def collect_inputs(
     seen: set[Path] = set()
 
     def add(path: Path, out: Path | None) -> None:
-        key = path.resolve()
+        try:
+            key = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # a symbolic link that loops, or leads nowhere
+            missing.append(Entry.failed(path, f"{shown(path)}: {_why_unreadable(path)}"))
+            return
         if key not in seen:
             seen.add(key)
             items.append(Item(path, out))
@@ -75,7 +80,7 @@ def collect_inputs(
             for found in _scan(path, include, exclude):
                 rel_dir = found.parent.relative_to(path)
                 add(found, output_dir / rel_dir if output_dir is not None else None)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             add(path, output_dir)
         elif glob.has_magic(raw):
             matches = sorted(glob.glob(os.path.expanduser(raw), recursive=True))
@@ -88,6 +93,18 @@ def collect_inputs(
         else:
             missing.append(Entry.failed(raw, f"{shown(raw)}: no such file or directory"))
     return items, missing
+
+
+def _why_unreadable(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that loops back on itself"
+        if path.is_symlink():
+            return f"a symbolic link to {shown(os.readlink(path))}, which does not exist"
+        return exc.strerror or str(exc)
+    return "cannot be resolved"
 
 
 def assign_outputs(items: list[Item], scale: int, output: Path | None = None) -> tuple[list[Item], list[Entry]]:

@@ -135,6 +135,8 @@ def check_destination(
                 "give this one another -o (or --force to replace it)"
             )
     parent = output.parent
+    if parent.exists() and not parent.is_dir():
+        raise VsrError(f"{shown(parent)}: is not a directory, so it cannot hold the output")
     if not parent.is_dir():
         raise VsrError(f"{shown(parent)}: output directory does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
