@@ -94,9 +94,15 @@ def vsr_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vsr.cli.main", *args]
 
 
-def run_vsr(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    """Run the real ``vsr`` command in a subprocess, as a user would (``env``: extra variables)."""
-    return subprocess.run(vsr_command(*args), capture_output=True, text=True, cwd=cwd, env=vsr_env(**env), timeout=600)
+def run_vsr(*args: str, cwd: Path | None = None, process: bool = False, **env: str) -> subprocess.CompletedProcess:
+    """``vsr ARGS`` as a user would run it (``env``: extra variables): in this process through
+    ``vsr.cli.main.main``, or in a real process (``process``) where that is the point (start-up, a fresh
+    process's caches, signals)."""
+    if process:
+        return subprocess.run(
+            vsr_command(*args), capture_output=True, text=True, cwd=cwd, env=vsr_env(**env), timeout=600
+        )
+    return vsr_main(*args, cwd=cwd, env=env)
 
 
 def decode_rgb(path: Path) -> list[np.ndarray]:
@@ -127,10 +133,11 @@ def wait_for_segments(work: Path, proc: subprocess.Popen, count: int) -> None:
     raise AssertionError("no segments appeared")
 
 
-def vsr_main(*args: str) -> subprocess.CompletedProcess:
-    """``vsr ARGS`` in this process (``vsr.cli.main.main``): its exit code and what it wrote to stderr.
+def vsr_main(*args: object, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``vsr ARGS`` in this process (``vsr.cli.main.main``): its exit code, stdout and stderr.
 
-    For tests where a real process is not the point; the signal handlers ``main`` installs are put back.
+    For tests where a real process is not the point. ``cwd`` and ``env`` hold for the call; the signal
+    handlers ``main`` installs, the working folder and the environment are put back.
     """
     import contextlib
     import io
@@ -139,18 +146,26 @@ def vsr_main(*args: str) -> subprocess.CompletedProcess:
 
     from vsr.cli.main import main
 
-    buffer = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     logger = logging.getLogger("vsr")
     saved = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
-    streams = [(h, h.stream) for h in logger.handlers if isinstance(h, logging.StreamHandler)]
+    streams = [(h, h.stream) for h in logger.handlers if type(h) is logging.StreamHandler]  # not pytest's own
+    environ = dict(os.environ)
+    here = os.getcwd()
     try:
-        with contextlib.redirect_stderr(buffer):
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             for handler, _ in streams:
-                handler.setStream(buffer)
+                handler.setStream(err)
             code = main([str(a) for a in args])  # a handler main() adds on its first call writes here too
     finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(environ)
         for handler, stream in streams:
             handler.setStream(stream)
         for name, handler in saved.items():
             signal.signal(getattr(signal, name), handler)
-    return subprocess.CompletedProcess(["vsr", *map(str, args)], code, "", buffer.getvalue())
+    return subprocess.CompletedProcess(["vsr", *map(str, args)], code, out.getvalue(), err.getvalue())

@@ -286,7 +286,7 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path, sample_clip):
     half_record.write_text("{")
     living = tmp_path / f".in.x4.partial-{os.getpid()}.mp4"  # its process still runs: not ours to remove
     living.write_bytes(b"x")
-    result = run_vsr("upscale", str(clip), *TINY)
+    result = run_vsr("upscale", str(clip), *TINY, process=True)  # another process than the one that is "living"
     assert result.returncode == 0, result.stderr
     assert not partial.exists() and not half_record.exists() and living.exists()
     assert f"left by a killed run (pid {dead.pid})" in result.stderr

@@ -260,12 +260,12 @@ def test_a_damaged_openvino_cache_is_said_without_debug(tmp_path, sample_clip):
     pytest.importorskip("openvino")
     cache = tmp_path / "cache"
     args = ["upscale", str(sample_clip), "-o", str(tmp_path / "o.mp4"), *TINY, "--set", "upscale.engine=openvino"]
-    assert run_vsr(*args, "--force", VSR_CACHE_DIR=str(cache)).returncode == 0
+    assert run_vsr(*args, "--force", process=True, VSR_CACHE_DIR=str(cache)).returncode == 0
     irs = list((cache / "models" / "openvino").glob("*.bin"))
     assert irs
     for ir in irs:
         ir.write_bytes(b"damaged")
-    again = run_vsr(*args, "--force", VSR_CACHE_DIR=str(cache))
+    again = run_vsr(*args, "--force", process=True, VSR_CACHE_DIR=str(cache))
     assert again.returncode == 0, again.stderr
     assert "is damaged: converting again" in again.stderr
 

@@ -60,10 +60,10 @@ def _native_stderr(path: Path | None, python_stderr: bool) -> Iterator[None]:
     target = os.open(path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     python_side = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
     previous = sys.stderr
-    handlers = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is previous]
-    if python_stderr:
+    handlers = [(h, h.stream) for h in logger.handlers if isinstance(h, logging.StreamHandler) and _on_fd2(h.stream)]
+    if python_stderr and _on_fd2(previous):
         sys.stderr = python_side
-    for handler in handlers:
+    for handler, _ in handlers:
         handler.setStream(python_side)
     os.dup2(target, 2)
     try:
@@ -73,9 +73,17 @@ def _native_stderr(path: Path | None, python_stderr: bool) -> Iterator[None]:
             python_side.flush()
         os.dup2(saved, 2)
         sys.stderr = previous
-        for handler in handlers:
-            handler.setStream(previous)
+        for handler, stream in handlers:
+            handler.setStream(stream)
         with contextlib.suppress(OSError):
             python_side.close()
         os.close(saved)
         os.close(target)
+
+
+def _on_fd2(stream: object) -> bool:
+    """Whether ``stream`` writes to file descriptor 2 (not a buffer that some caller put in its place)."""
+    try:
+        return stream.fileno() == 2  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
