@@ -20,12 +20,14 @@ CPU's streams run them side by side.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,25 @@ HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 #: bump when the graph vsr converts changes in a way that neither the weights' digest nor the
 #: network's layers (names and classes, hashed into the cache key) show
 IR_FORMAT = 1
+
+
+def no_telemetry() -> None:
+    """Keep OpenVINO's converter from phoning home, and from writing a client id under ``~/intel``.
+
+    Its telemetry counts a missing opt-out file as consent (``enable_opt_in_dialog=False``), and the
+    documented opt-out (``opt_in_out --opt_out``) writes a file in the user's home. The converter runs
+    without the optional ``openvino_telemetry`` package, through its own no-op stub, when that package
+    cannot be imported: so vsr makes it unimportable for this process before the converter is loaded
+    (``import openvino`` loads it).
+    """
+    if sys.modules.get("openvino_telemetry") is None:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # "import" raises ImportError
+    else:  # imported before this plugin loaded: decline consent in the instance the converter will share
+        with contextlib.suppress(Exception):
+            sys.modules["openvino_telemetry"].Telemetry().consent = False
+
+
+no_telemetry()  # before anything here imports openvino, which loads the converter and its telemetry
 
 
 def ir_dir() -> Path:

@@ -298,3 +298,18 @@ def test_metrics_counts_every_output_frame_of_a_field_rate_output(tmp_path, samp
     metrics(sample_clip, doubled, as_json=True)
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames"] == len(video_pts(doubled)) == 24  # by order, only the first 12 were paired
+
+
+def test_nothing_is_written_to_home_and_openvino_telemetry_is_off(tmp_path, sample_clip):
+    """A real process with a fresh HOME and cache, outside CI (OpenVINO's telemetry stays quiet in CI anyway)."""
+    pytest.importorskip("openvino")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in vsr_env().items() if k not in ("CI", "TF_BUILD", "JENKINS_URL", "KERAS_HOME")}
+    env |= {"HOME": str(home), "VSR_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("XDG_CACHE_HOME", None)
+    args = ["upscale", str(sample_clip), "-o", str(tmp_path / "o.mp4"), *TINY, "--set", "upscale.engine=openvino"]
+    result = subprocess.run([sys.executable, "-m", "vsr.cli.main", *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "cache" / "models" / "openvino").glob("*.xml"))  # the converter ran
+    assert list(home.iterdir()) == []  # no ~/intel client id, no ~/.keras

@@ -88,6 +88,17 @@ def _check_backend() -> None:
         raise UsageError(f"KERAS_BACKEND={name}: {_BACKENDS[name]} is not installed (pip install {_BACKENDS[name]})")
 
 
+def _keep_home_clean() -> None:
+    """Keras writes its settings file under ``~/.keras`` when imported: it goes into vsr's cache instead.
+
+    (OpenVINO's converter would write a client id under ``~/intel``: its plugin stops that, ``stages/openvino``.)
+    """
+    if "KERAS_HOME" not in os.environ:
+        from vsr.models.store import cache_dir
+
+        os.environ["KERAS_HOME"] = str(cache_dir() / "keras")
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Our own exception, not KeyboardInterrupt: Typer turns that into a silent exit 130.
     raise Interrupted(signal.Signals(signum).name)
@@ -110,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     or a dropped ssh connection).
     """
     _setup_logging()
+    _keep_home_clean()
     logging.raiseExceptions = False  # a log line to a hung-up terminal must not become a traceback
     for name in ("SIGTERM", "SIGINT", "SIGHUP"):
         signal.signal(getattr(signal, name), _on_signal)

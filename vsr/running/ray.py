@@ -25,7 +25,7 @@ from vsr.running.units import UnitRequest, UnitResult, run_unit
 #: Times Ray reruns a unit whose worker or node died before giving up on it.
 RETRIES = 3
 #: Environment a task needs from the driver: plugins, the model cache, the backend.
-FORWARDED = ("VSR_PLUGINS", "VSR_DISABLE_PLUGINS", "VSR_CACHE_DIR", "VSR_DEBUG", "KERAS_BACKEND")
+FORWARDED = ("VSR_PLUGINS", "VSR_DISABLE_PLUGINS", "VSR_CACHE_DIR", "VSR_DEBUG", "KERAS_BACKEND", "KERAS_HOME")
 
 
 def _ray_unit(request: UnitRequest, threads: int) -> UnitResult:
