@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,17 @@ from vsr.sample import cartoon_frame, write_sample  # noqa: E402
 
 #: A preset with the tiny random model: fast enough for plumbing tests.
 TINY = ["--set", "upscale.model=tiny-srvgg", "--set", "encode.speed=ultrafast"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests judge vsr's outputs with FFmpeg's own tools: without them, one line saying so, not 60 errors."""
+    missing = [tool for tool in ("ffprobe", "ffmpeg") if shutil.which(tool) is None]
+    if missing:
+        pytest.exit(
+            f"{' and '.join(missing)} not found on PATH: the tests check what vsr writes with FFmpeg's tools; "
+            "install FFmpeg first (Debian/Ubuntu: apt-get install -y ffmpeg)",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

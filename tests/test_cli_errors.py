@@ -133,3 +133,20 @@ def test_help_is_fast_and_imports_no_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert run_vsr("--help").returncode == 0
+
+
+def test_the_suite_without_ffmpeg_says_so_in_one_line(tmp_path):
+    """A new machine without FFmpeg: the README's test command stops at once with what to install."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(Path(__file__).parent / "test_cli_errors.py")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=str(tmp_path)),  # no ffprobe, no ffmpeg
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines == [
+        "Exit: ffprobe and ffmpeg not found on PATH: the tests check what vsr writes with FFmpeg's tools; "
+        "install FFmpeg first (Debian/Ubuntu: apt-get install -y ffmpeg)"
+    ]
