@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsr.extract import ExtractOptions, extract, read_png
+from vsr.extract import ExtractOptions, extract
+from vsr.media import read_png
 from vsr.sample import write_sample
 from vsr.training.evaluate import Score, table
 from vsr.training.trainer import Recipe, Trainer

@@ -21,7 +21,7 @@ from vsr.colour import output_colour, sws_matrix
 from vsr.errors import UsageError, VsrError, WriteError, resource_failure, shown
 from vsr.frame import RANGE_PC, Colour, Frame
 from vsr.hookspecs import hookimpl
-from vsr.media import IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
+from vsr.media import IMAGE_CODECS, IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
 from vsr.registry import StageRegister
 from vsr.remux import Remuxer, copy_description, mux
 from vsr.segments import Segment, SegmentedEncoder, SegmentTiming, SegmentWriter
@@ -29,16 +29,6 @@ from vsr.stage import Stage
 
 # Option names of the encoders whose rate control and speed we set by name.
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}
-#: Still-image output: suffix -> (encoder, pixel format for 8-bit frames, for 16-bit frames).
-_IMAGE_CODECS = {
-    ".png": ("png", "rgb24", "rgb48be"),
-    ".tif": ("tiff", "rgb24", "rgb48le"),
-    ".tiff": ("tiff", "rgb24", "rgb48le"),
-    ".bmp": ("bmp", "bgr24", "bgr24"),
-    ".webp": ("libwebp", "yuv420p", "yuv420p"),
-    ".jpg": ("mjpeg", "yuvj444p", "yuvj444p"),
-    ".jpeg": ("mjpeg", "yuvj444p", "yuvj444p"),
-}
 _SPEED_OPTION = {
     "libx264": "preset",
     "libx265": "preset",
@@ -219,7 +209,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         first = next(iter(frames), None)
         if first is None:
             raise VsrError(f"{self.job.input}: no frame to write")
-        codec, pix_fmt_8, pix_fmt_16 = _IMAGE_CODECS[self.job.final_output.suffix.lower()]
+        codec, pix_fmt_8, pix_fmt_16 = IMAGE_CODECS[self.job.final_output.suffix.lower()]
         deep = first.pixels.dtype == np.uint16
         pix_fmt = pix_fmt_16 if deep else pix_fmt_8
         image = av.VideoFrame.from_ndarray(first.pixels, format="rgb48le" if deep else "rgb24")

@@ -29,7 +29,7 @@ def pairs(tmp_path_factory) -> Path:
 
 
 def test_extract_writes_4_to_1_pairs_and_a_manifest(pairs):
-    from vsr.extract import read_png
+    from vsr.media import read_png
 
     manifest = json.loads((pairs / "manifest.json").read_text())
     names = sorted(p.name for p in (pairs / "hr").iterdir())
@@ -174,7 +174,7 @@ def test_train_cli_exports_a_model_that_upscale_uses(pairs, tmp_path, sample_cli
 
 
 def test_training_data_mistakes_are_clear(pairs, tmp_path):
-    from vsr.extract import read_png, write_png
+    from vsr.media import read_png, write_png
     from vsr.training.data import find_pairs
 
     bad = tmp_path / "bad"

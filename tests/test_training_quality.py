@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, run_vsr, streams
-from vsr.extract import read_png
+from vsr.media import read_png
 from vsr.metrics import psnr
 
 tf = pytest.importorskip("tensorflow")

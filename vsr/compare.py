@@ -189,21 +189,6 @@ def _write_atomic(path: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_png(path: Path, pixels: np.ndarray) -> None:
-    """An RGB picture as a PNG, via PyAV's PNG encoder, renamed into place when complete."""
-
-    def write(tmp: Path) -> None:
-        height, width = pixels.shape[:2]
-        with av.open(str(tmp), mode="w", format="image2") as container:
-            stream = container.add_stream("png", rate=1)
-            stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-            container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-
-    _write_atomic(path, write)
-
-
 def side_by_side(source: Path, outputs: Sequence[Video], path: Path, start: float, seconds: float) -> int:
     """Write a clip of the columns side by side (H.264, near lossless), ``seconds`` long from ``start``.
 

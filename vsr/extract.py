@@ -18,7 +18,7 @@ import numpy as np
 from vsr.degrade import SCALE, Degradation, degrade
 from vsr.errors import VsrError
 from vsr.files import write_atomic
-from vsr.media import ffmpeg_reason, open_input, to_rgb, video_stream
+from vsr.media import ffmpeg_reason, open_input, to_rgb, video_stream, write_png
 from vsr.metrics import content_change, hsv
 
 
@@ -54,25 +54,6 @@ class ExtractOptions:
 
 #: how often a pair from a video goes through a real video encoder (the rest get JPEG or nothing)
 VIDEO_CODEC_PROB = 0.8
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """An 8-bit RGB PNG, written atomically."""
-    ctx = av.CodecContext.create("png", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
-    ctx.time_base = Fraction(1, 25)
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    write_atomic(path, b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None)))
-
-
-def read_png(path: Path) -> np.ndarray:
-    """An image file as 8-bit RGB."""
-    try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0))
-            return frame.to_ndarray(format="rgb24")
-    except (av.error.FFmpegError, StopIteration, OSError) as exc:
-        raise VsrError(f"{path}: cannot read image ({exc})") from None
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import av.error
+import numpy as np
 
 from vsr.colour import effective_matrix, sws_matrix, sws_range
-from vsr.errors import UsageError, VsrError
+from vsr.errors import UsageError, VsrError, shown
+from vsr.files import write_atomic
 from vsr.frame import Colour
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# === The one table of media suffixes ===
+#: Still images vsr reads and writes, by suffix: the encoder that writes them, and its pixel format for 8-bit
+#: and for 16-bit pictures.
+IMAGE_CODECS = {
+    ".png": ("png", "rgb24", "rgb48be"),
+    ".tif": ("tiff", "rgb24", "rgb48le"),
+    ".tiff": ("tiff", "rgb24", "rgb48le"),
+    ".bmp": ("bmp", "bgr24", "bgr24"),
+    ".webp": ("libwebp", "yuv420p", "yuv420p"),
+    ".jpg": ("mjpeg", "yuvj444p", "yuvj444p"),
+    ".jpeg": ("mjpeg", "yuvj444p", "yuvj444p"),
+}
+IMAGE_SUFFIXES = frozenset(IMAGE_CODECS)
 #: Suffixes a folder scan picks up unless --include says otherwise.
-VIDEO_SUFFIXES = (
+VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mkv .mov .avi .webm .wmv .flv .mpg .mpeg .m2v .ts .m2ts .mts .vob .3gp .ogv .mxf .y4m .gif".split()
 )
+#: Containers whose suffix a default output keeps; the others become .mkv, which holds any stream.
+KEEP_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm"})
 IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "tiff_pipe", "webp_pipe", "jpegls_pipe"}
 
 
@@ -102,3 +119,25 @@ def to_rgb(av_frame: Any) -> tuple[Any, Colour]:
     if pixels.ndim == 2:  # grey formats
         pixels = pixels[..., None].repeat(3, axis=2)
     return pixels[..., :3], colour
+
+
+def read_png(path: Path) -> np.ndarray:
+    """An image file as 8-bit RGB."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            return frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, StopIteration, OSError) as exc:
+        raise VsrError(f"{shown(path)}: cannot read image ({exc})") from None
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """An 8-bit RGB PNG, written atomically (synced, then renamed into place)."""
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+    ctx.time_base = Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    try:
+        write_atomic(path, b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None)))
+    except OSError as exc:
+        raise VsrError(f"{shown(path)}: cannot write: {exc.strerror or exc}") from None

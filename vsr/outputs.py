@@ -31,10 +31,8 @@ from typing import Any
 
 from vsr.errors import UsageError, WriteError
 from vsr.files import NAME_MAX, fit_name, temp_name, temp_owner, write_atomic
-from vsr.media import IMAGE_SUFFIXES
+from vsr.media import IMAGE_SUFFIXES, KEEP_SUFFIXES
 
-#: Containers whose suffix the default output keeps; others become .mkv, which holds any stream.
-KEEP_SUFFIXES = {".mp4", ".m4v", ".mkv", ".mov", ".webm"}
 STATE_DIR = ".vsr"
 #: Container metadata key of the tag vsr writes into its videos.
 TAG_KEY = "vsr"

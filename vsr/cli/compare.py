@@ -30,7 +30,8 @@ def compare(
     seconds: Annotated[float, typer.Option(min=0.1, max=600, help="Length of the --video clip.")] = 5.0,
 ) -> None:
     """Write a PNG of SOURCE (bicubic) beside OUTPUT at a few times, with 2x crops of the most detailed part."""
-    from vsr.compare import Video, duration, parse_time, side_by_side, still, write_png
+    from vsr.compare import Video, duration, parse_time, side_by_side, still
+    from vsr.media import write_png
 
     if picture.suffix.lower() != ".png":
         raise UsageError(f"{picture}: the picture is written as PNG, so its name must end in .png")

@@ -20,10 +20,12 @@ def metrics(
         Path | None, typer.Option(help="The same upscale without smoothing, to measure ghosting.")
     ] = None,
     reference: Annotated[Path | None, typer.Option(help="A ground-truth video at the output size (PSNR/SSIM).")] = None,
-    static_threshold: Annotated[float, typer.Option(help="Input change (8-bit levels) still counted as static.")] = 2.0,
+    static_threshold: Annotated[
+        float, typer.Option(help="Input change (8-bit levels) still counted as static.")
+    ] = StabilityReport.static_threshold,
     occlusion_threshold: Annotated[
         float, typer.Option(help="Motion-compensated input error (8-bit levels) above which a pixel is occluded.")
-    ] = 8.0,
+    ] = StabilityReport.occlusion_threshold,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     scale: Annotated[
         int | None, typer.Option(help="The model's scale: refuse a pair of another ratio (default: any whole one).")

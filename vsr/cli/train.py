@@ -14,39 +14,48 @@ import typer
 
 from vsr.cli.progress import Progress
 from vsr.errors import Interrupted, UsageError, VsrError
+from vsr.extract import ExtractOptions
 from vsr.files import write_atomic
 
 log = logging.getLogger("vsr")
+#: The options' defaults, written once (vsr.extract imports no TensorFlow, so `vsr --help` stays fast).
+_EXTRACT = ExtractOptions()
 
 
 def extract(
     paths: Annotated[list[Path], typer.Argument(help="Videos, then the output folder (last).", show_default=False)],
-    every: Annotated[int, typer.Option(help="Keep one frame in this many.", min=1)] = 12,
-    max_per_video: Annotated[int, typer.Option(help="At most this many pairs per video (0: no limit).", min=0)] = 0,
-    per_scene: Annotated[int, typer.Option(help="At most this many pairs per scene (0: no limit).", min=0)] = 0,
+    every: Annotated[int, typer.Option(help="Keep one frame in this many.", min=1)] = _EXTRACT.every,
+    max_per_video: Annotated[
+        int, typer.Option(help="At most this many pairs per video (0: no limit).", min=0)
+    ] = _EXTRACT.max_per_video,
+    per_scene: Annotated[
+        int, typer.Option(help="At most this many pairs per scene (0: no limit).", min=0)
+    ] = _EXTRACT.per_scene,
     min_change: Annotated[
         float, typer.Option(help="Skip near-duplicates: mean change to the last pair, levels.")
-    ] = 1.0,
-    crop: Annotated[int, typer.Option(help="Random HR crop of this side, a multiple of --scale (0: whole).")] = 0,
-    max_side: Annotated[int, typer.Option(help="Crop larger frames to this side (0: no limit).")] = 0,
+    ] = _EXTRACT.min_change,
+    crop: Annotated[
+        int, typer.Option(help="Random HR crop of this side, a multiple of --scale (0: whole).")
+    ] = _EXTRACT.crop,
+    max_side: Annotated[int, typer.Option(help="Crop larger frames to this side (0: no limit).")] = _EXTRACT.max_side,
     degrade: Annotated[
         bool, typer.Option("--degrade/--clean", help="Blur, noise and compression on the LR side, or plain downscale.")
-    ] = True,
+    ] = _EXTRACT.degradation.enabled,
     codec: Annotated[
         bool,
         typer.Option(
             "--codec/--no-codec", help="Compress LR frames with x264/x265 in short GOPs (video artefacts), or JPEG."
         ),
-    ] = True,
+    ] = _EXTRACT.degradation.codec_prob > 0,
     second_order: Annotated[
         bool, typer.Option("--second-order", help="Real-ESRGAN's second-order degradation instead of one round.")
-    ] = False,
-    scale: Annotated[int, typer.Option(help="HR over LR size: 4, or 2/1 to fine-tune x2/x1 models.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    ] = _EXTRACT.degradation.second_order,
+    scale: Annotated[int, typer.Option(help="HR over LR size: 4, or 2/1 to fine-tune x2/x1 models.")] = _EXTRACT.scale,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = _EXTRACT.seed,
 ) -> None:
     """Write training pairs OUT/hr/NAME.png and OUT/lr/NAME.png (--scale times smaller) plus OUT/manifest.json."""
     from vsr.degrade import Degradation
-    from vsr.extract import VIDEO_CODEC_PROB, ExtractOptions
+    from vsr.extract import VIDEO_CODEC_PROB
     from vsr.extract import extract as run_extract
     from vsr.media import check_readable
 
@@ -211,7 +220,7 @@ def _training_failure(exc: Exception, data: Path, run_dir: Path, fresh: bool) ->
 
 def _undecodable(data: Path) -> Path | None:
     """The first PNG under ``data`` that does not decode."""
-    from vsr.extract import read_png
+    from vsr.media import read_png
 
     for path in sorted(data.rglob("*.png")):
         try:

@@ -185,7 +185,7 @@ def validation_set(
 
     Empty if nothing is held out. ``hr/``-only folders get their LR crops degraded with a fixed seed per image.
     """
-    from vsr.extract import read_png
+    from vsr.media import read_png
 
     scale = pairs.scale
     lrs, hrs = [], []
