@@ -210,7 +210,7 @@ def auto_tile(bytes_per_pixel: int, pad: int, batch: int, budget: int, multiple:
 
 
 #: ``tile_pad = "auto"`` per architecture, the one place these defaults are written: the least context
-#: whose seams (tiled against untiled, 64-px tiles, on six real photographs, README "Tiling") stay
+#: whose seams (tiled against untiled, 64-px tiles, on six real photographs, docs/presets.md, Tiling) stay
 #: within 2 levels at most and 0.05 on average. RRDBNet needs 48 px (at most 2 levels; 40 px left 9);
 #: the compact model, whose 17 convs see 17 px, 16 px (at most 1 level, mean 0.0002; 12 px left 3).
 AUTO_PAD = {"rrdbnet": 48, "srvgg": 16}
