@@ -110,7 +110,7 @@ def make_upscaler(model: str, preset_name: str, engine: str, precision: str) -> 
     opts = upscale.options
     return build_upscaler(
         load_converted(upscale.prepared.resource.spec)[0],
-        engine=registry.engines()[engine],
+        engine=registry.engines.get(engine),
         precision=precision,
         tile=opts.tile,
         pad=opts.tile_pad,

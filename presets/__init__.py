@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vsr.hookspecs import hookimpl
-from vsr.registry import PresetRegister
+from vsr import PresetRegister, hookimpl
 
 PRESET_DIR = Path(__file__).parent
 

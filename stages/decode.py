@@ -12,12 +12,20 @@ import av
 import av.error
 import av.filter
 
-from vsr.errors import VsrError
-from vsr.frame import Colour, Frame
-from vsr.hookspecs import hookimpl
-from vsr.media import IMAGE_FORMATS, ffmpeg_reason, open_input, to_rgb, video_stream
-from vsr.registry import StageRegister
-from vsr.stage import MediaInfo, Stage
+from vsr import (
+    IMAGE_FORMATS,
+    Colour,
+    Frame,
+    MediaInfo,
+    Stage,
+    StageRegister,
+    VsrError,
+    ffmpeg_reason,
+    hookimpl,
+    open_input,
+    to_rgb,
+    video_stream,
+)
 
 
 @dataclass

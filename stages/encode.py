@@ -16,16 +16,38 @@ import av
 import av.error
 import numpy as np
 
-from vsr.codecs import CONTAINER_CODECS, check_size, container_format, holds, segment_suffix
-from vsr.colour import output_colour, sws_matrix
-from vsr.errors import UsageError, VsrError, WriteError, resource_failure, shown
-from vsr.frame import RANGE_PC, Colour, Frame
-from vsr.hookspecs import hookimpl
-from vsr.media import IMAGE_CODECS, IMAGE_SUFFIXES, ffmpeg_reason, open_input, video_stream
-from vsr.registry import StageRegister
-from vsr.remux import Remuxer, copy_description, mux
-from vsr.segments import Segment, SegmentedEncoder, SegmentTiming, SegmentWriter
-from vsr.stage import Stage
+from vsr import (
+    CONTAINER_CODECS,
+    IMAGE_CODECS,
+    IMAGE_SUFFIXES,
+    RANGE_PC,
+    Colour,
+    Frame,
+    Remuxer,
+    Segment,
+    SegmentedEncoder,
+    SegmentTiming,
+    SegmentWriter,
+    Stage,
+    StageRegister,
+    UsageError,
+    VsrError,
+    WriteError,
+    check_size,
+    container_format,
+    copy_description,
+    ffmpeg_reason,
+    holds,
+    hookimpl,
+    mux,
+    open_input,
+    output_colour,
+    resource_failure,
+    segment_suffix,
+    shown,
+    sws_matrix,
+    video_stream,
+)
 
 # Option names of the encoders whose rate control and speed we set by name.
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}

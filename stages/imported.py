@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from vsr.hookspecs import hookimpl
-from vsr.models.store import imported_models, imported_spec
-from vsr.registry import ModelRegister
+from vsr import ModelRegister, hookimpl, imported_models, imported_spec
 
 log = logging.getLogger("vsr")
 

@@ -1,7 +1,7 @@
 """The ``openvino`` engine: vsr's Keras networks, converted to OpenVINO and run by its CPU plugin.
 
 A built-in plugin of the kind anyone can write (:mod:`vsr.engine`): it
-registers an engine through the ``register_upscalers`` hook, and vsr's core
+registers an engine through the ``register_engines`` hook, and vsr's core
 knows nothing about OpenVINO. Needs the ``openvino`` package (PyPI,
 Apache-2.0, kept by Intel); without it the engine reports itself missing and
 ``engine = "auto"`` falls back to Keras.
@@ -34,11 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vsr.engine import Engine, converted_digest, io_graph
-from vsr.errors import VsrError
-from vsr.hookspecs import hookimpl
-from vsr.models.converted import ConvertedModel
-from vsr.registry import StageRegister
+from vsr import ConvertedModel, Engine, EngineRegister, VsrError, converted_digest, hookimpl, io_graph
 
 log = logging.getLogger("vsr")
 
@@ -70,7 +66,7 @@ no_telemetry()  # before anything here imports openvino, which loads the convert
 
 def ir_dir() -> Path:
     """Where converted IRs are cached: ``openvino/`` beside the converted weights in the model store."""
-    from vsr.models.store import models_dir
+    from vsr import models_dir
 
     return models_dir() / "openvino"
 
@@ -106,7 +102,7 @@ class OpenVINOEngine(Engine):
     def __init__(self, converted: ConvertedModel, precision: str, out_dtype: str = "uint8", batch: int = 1) -> None:
         import openvino as ov
 
-        from vsr.models.build import build_network
+        from vsr import build_network
 
         if precision not in HINTS:
             raise VsrError(f"the openvino engine has no precision {precision!r}")
@@ -130,7 +126,7 @@ class OpenVINOEngine(Engine):
         name = str(self.core.get_property("CPU", "FULL_DEVICE_NAME")).strip()
         self.device = f"CPU ({name}) via OpenVINO {self.version}"
         # what the compiled model runs in, read back from a small compiled copy (compiling takes well under a second)
-        multiple = int(getattr(self.network, "input_multiple", 1))
+        multiple = int(self.network.input_multiple)
         probe = self._compile("uint8", (16 * multiple, 16 * multiple))[0]
         self.precision = _precision_name(probe.get_property("INFERENCE_PRECISION_HINT"))
 
@@ -147,7 +143,7 @@ class OpenVINOEngine(Engine):
         return model
 
     def _read_cached(self, stem: str) -> Any:
-        from vsr.models.store import sha256_file
+        from vsr import sha256_file
 
         xml, weights, sidecar = (ir_dir() / f"{stem}{ext}" for ext in (".xml", ".bin", ".json"))
         try:
@@ -178,8 +174,7 @@ class OpenVINOEngine(Engine):
         """Write the IR atomically: files go to a temporary folder, then the sidecar that vouches for them last."""
         import openvino as ov
 
-        from vsr.files import write_atomic
-        from vsr.models.store import sha256_file
+        from vsr import sha256_file, write_atomic
 
         root = ir_dir()
         try:
@@ -230,5 +225,5 @@ class OpenVINOEngine(Engine):
 
 
 @hookimpl
-def register_upscalers(register: StageRegister) -> None:
+def register_engines(register: EngineRegister) -> None:
     register(OpenVINOEngine)

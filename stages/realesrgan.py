@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vsr.hookspecs import hookimpl
-from vsr.models.registry import ncnn_model
-from vsr.registry import ModelRegister
+from vsr import ModelRegister, hookimpl, ncnn_model
 
 LICENCE = "BSD-3-Clause (Real-ESRGAN, Xintao Wang et al.)"
 

@@ -46,12 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vsr.frame import Frame
-from vsr.hookspecs import hookimpl
-from vsr.metrics import content_change, hsv
-from vsr.motion import FlowEstimator, gate
-from vsr.registry import StageRegister
-from vsr.stage import Stage
+from vsr import FlowEstimator, Frame, Stage, StageRegister, content_change, gate, hookimpl, hsv
 
 
 @dataclass
@@ -175,7 +170,7 @@ class TemporalSmoother(Stage):
     def _graph(self, scale: int, dtype: np.dtype) -> Any:
         key = (scale, str(dtype))
         if key not in self._graphs:
-            from vsr.backend import quiet_native_stderr
+            from vsr import quiet_native_stderr
 
             with quiet_native_stderr():  # a first Keras import starts the backend (see vsr.backend)
                 self._graphs[key] = blend_graph(scale, dtype)

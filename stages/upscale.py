@@ -8,13 +8,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from vsr.engine import Engine, KerasEngine
-from vsr.errors import UsageError, VsrError
-from vsr.frame import Frame
-from vsr.hookspecs import hookimpl
-from vsr.models.registry import ModelSpec
-from vsr.registry import Registry, StageRegister
-from vsr.stage import Job, Prepared, Stage
+from vsr import (
+    Engine,
+    EngineRegister,
+    Frame,
+    Job,
+    KerasEngine,
+    ModelSpec,
+    Prepared,
+    Registry,
+    Stage,
+    StageRegister,
+    UsageError,
+    VsrError,
+    hookimpl,
+)
 
 log = logging.getLogger("vsr")
 
@@ -87,10 +95,9 @@ class ESRGANUpscaler(Stage):
         settings hash: a model re-imported or retrained under the same name
         makes earlier outputs and segments out of date.
         """
-        from vsr.backend import quiet_native_stderr
-        from vsr.models.store import resolve_model, weights_digest
+        from vsr import quiet_native_stderr, resolve_model, weights_digest
 
-        engines = registry.engines()
+        engines = registry.engines.values()
         if options.engine == "auto":
             candidates = tuple(engines.values())
         elif options.engine in engines:
@@ -126,10 +133,7 @@ class ESRGANUpscaler(Stage):
         return _BUILT[key]
 
     def _build_new(self, bits: int) -> Any:
-        from vsr.backend import quiet_native_stderr
-        from vsr.device import has_gpu
-        from vsr.inference import build_upscaler
-        from vsr.models.store import load_converted
+        from vsr import build_upscaler, has_gpu, load_converted, quiet_native_stderr
 
         opts = self.options
         with quiet_native_stderr():  # TensorFlow's native start-up lines (see vsr.backend)
@@ -162,8 +166,6 @@ class ESRGANUpscaler(Stage):
         return upscaler
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        from vsr.inference import group
-
         iterator = iter(frames)
         first = next(iterator, None)
         if first is None:
@@ -177,13 +179,29 @@ class ESRGANUpscaler(Stage):
             )
         upscaler = self._build(first.pixels.dtype.itemsize > 1)
         per_call = upscaler.frames_per_call(first.height, first.width)
-        for chunk in group(itertools.chain([first], iterator), per_call):
+        for chunk in _chunks(itertools.chain([first], iterator), per_call):
             outputs = upscaler.upscale([f.pixels for f in chunk])  # mixed sizes are grouped by shape inside
             for frame, pixels in zip(chunk, outputs, strict=True):
                 yield replace(frame, pixels=pixels, source=frame.pixels)
 
 
+def _chunks(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
+    """Consecutive lists of at most ``size`` frames."""
+    chunk: list[Frame] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 @hookimpl
 def register_upscalers(register: StageRegister) -> None:
     register(ESRGANUpscaler)
+
+
+@hookimpl
+def register_engines(register: EngineRegister) -> None:
     register(KerasEngine)

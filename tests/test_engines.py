@@ -167,7 +167,7 @@ def test_a_scaled_out_worker_gets_its_share_of_the_cores(monkeypatch):
 
 
 def test_auto_picks_openvino_on_a_cpu_and_keras_on_a_gpu_or_without_it(monkeypatch):
-    engines = tuple(load_registry().engines().values())
+    engines = tuple(load_registry().engines.values().values())
     assert {e.name for e in engines} >= {"keras", "openvino"}
     assert choose_engine(engines, gpu=False) is OpenVINOEngine
     assert choose_engine(engines, gpu=True) is KerasEngine
@@ -196,11 +196,11 @@ class Counting(Engine):
 
 class CountingPlugin:
     @hookimpl
-    def register_upscalers(self, register):
+    def register_engines(self, register):
         register(Counting)
 
 
-def test_an_engine_plugs_in_through_the_upscalers_hook(sample_clip, tmp_path, caplog):
+def test_an_engine_plugs_in_through_its_hook(sample_clip, tmp_path, caplog):
     registry = load_registry([CountingPlugin()])
     plan = plan_run(registry, "default", model="tiny-srvgg", overrides=["upscale.engine=counting"])
     with caplog.at_level("INFO", logger="vsr"):

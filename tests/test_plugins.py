@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +27,7 @@ def test_every_hook_has_a_docstring():
     assert set(names) == {
         "register_decoders",
         "register_upscalers",
+        "register_engines",
         "register_smoothers",
         "register_encoders",
         "register_models",
@@ -119,3 +124,46 @@ def test_unknown_stage_names_known_ones(sample_clip, tmp_path):
     preset = resolve_preset(registry, "default").with_overrides(["smooth.enabled=true", "smooth.stage=nope"])
     with pytest.raises(VsrError, match=r"unknown smooth stage 'nope' .*known: invert"):
         make_plan(registry, preset)
+
+
+def test_the_plugin_api_is_importable_without_tensorflow():
+    code = (
+        "import sys\n"
+        "from vsr import hookimpl, Stage, Frame, Job, MediaInfo, Engine, VsrError\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_built_in_stages_and_the_test_plugin_import_only_the_plugin_api():
+    """vsr's own plugins prove the API: they import what `vsr` exports, never a module inside it."""
+    import vsr
+
+    root = Path(__file__).parent.parent
+    files = [
+        *sorted((root / "stages").glob("*.py")),
+        root / "presets" / "__init__.py",
+        root / "tests/plugins/vsr_tiny.py",
+    ]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("vsr") for a in node.names), f"{path.name}: import vsr.*"
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vsr":
+                assert node.module == "vsr", f"{path.name}:{node.lineno} imports from {node.module}"
+                unknown = {a.name for a in node.names} - set(vsr.__all__)
+                assert not unknown, f"{path.name}:{node.lineno} imports {unknown}, not in vsr's API"
+
+
+def test_registers_refuse_misuse_naming_the_plugin():
+    from vsr.registry import EngineRegister, StageRegister
+
+    register = EngineRegister("upscaler engine")
+    register.plugin = "mine"
+    with pytest.raises(TypeError, match=r"plugin mine: register\(\) takes a vsr\.Engine subclass"):
+        register(Stage)  # type: ignore[arg-type]
+    stages = StageRegister("smooth stage")
+    stages.plugin = "mine"
+    with pytest.raises(TypeError, match=r"vsr\.Stage subclass"):
+        stages(object)  # type: ignore[arg-type]

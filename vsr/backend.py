@@ -83,7 +83,8 @@ def _native_stderr(path: Path | None, python_stderr: bool) -> Iterator[None]:
 
 def _on_fd2(stream: object) -> bool:
     """Whether ``stream`` writes to file descriptor 2 (not a buffer that some caller put in its place)."""
+    fileno = getattr(stream, "fileno", None)
     try:
-        return stream.fileno() == 2  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
+        return fileno is not None and fileno() == 2
+    except (OSError, ValueError):  # a buffer in fd 2's place (a test's, say), or a closed stream
         return False

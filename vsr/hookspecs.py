@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from vsr.registry import ModelRegister, PresetRegister, StageRegister, UpscalerRegister
+    from vsr.registry import EngineRegister, ModelRegister, PresetRegister, StageRegister
 
 hookspec = pluggy.HookspecMarker("vsr")
 hookimpl = pluggy.HookimplMarker("vsr")
@@ -42,15 +42,27 @@ def register_decoders(register: StageRegister) -> None:
 
 
 @hookspec
-def register_upscalers(register: UpscalerRegister) -> None:
-    """Register upscaler stages (they map frames to larger frames) and the engines they run on.
+def register_upscalers(register: StageRegister) -> None:
+    """Register upscaler stages: they map frames to larger frames.
 
     Args:
-        register: call ``register(StageClass)`` for each upscaler, and
-            ``register(EngineClass)`` for each inference engine (a
-            :class:`vsr.engine.Engine` subclass with a unique ``name``) that the
-            built-in ``esrgan`` upscaler may run its network on
-            (``engine = "NAME"``, or ``"auto"``: see :meth:`vsr.engine.Engine.auto_rank`).
+        register: call ``register(StageClass)`` for each upscaler (a
+            :class:`vsr.Stage` subclass with a ``name`` unique among upscalers).
+
+    Returns:
+        Nothing; every plugin's implementation is called.
+    """
+
+
+@hookspec
+def register_engines(register: EngineRegister) -> None:
+    """Register inference engines: what the built-in ``esrgan`` upscaler runs its network on.
+
+    Args:
+        register: call ``register(EngineClass)`` for each engine, a
+            :class:`vsr.Engine` subclass with a unique ``name``; the upscaler
+            picks it with ``engine = "NAME"``, or by ``"auto"`` (see
+            :meth:`vsr.Engine.auto_rank`).
 
     Returns:
         Nothing; every plugin's implementation is called.

@@ -109,7 +109,7 @@ class TiledUpscaler:
         self.pad = pad
         self.batch = max(1, batch)
         #: networks that pixel-unshuffle their input need sides that are multiples of this
-        self.multiple = int(getattr(self.network, "input_multiple", 1))
+        self.multiple = int(self.network.input_multiple)
 
     @property
     def precision(self) -> str:
@@ -247,6 +247,6 @@ def build_upscaler(
     runner = engine_class.build(converted, precision, out_dtype, batch)
     if tile == "auto":
         network = runner.network
-        multiple = int(getattr(network, "input_multiple", 1))
+        multiple = int(network.input_multiple)
         tile = auto_tile(activation_bytes_per_pixel(network), pad, batch, memory_budget(), multiple)
     return TiledUpscaler(runner, converted.scale, int(tile), pad, batch)

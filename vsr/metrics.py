@@ -28,19 +28,7 @@ from typing import Any
 
 import numpy as np
 
-
-def to_levels(pixels: np.ndarray) -> np.ndarray:
-    """Pixels as float32 on the 0..255 scale, whatever their integer depth."""
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) * (255.0 / 65535.0)
-    return pixels.astype(np.float32)
-
-
-def from_levels(levels: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The inverse of :func:`to_levels`: round back to uint8 or uint16 pixels."""
-    if dtype == np.uint16:
-        return np.clip(np.round(levels * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
-    return np.clip(np.round(levels), 0, 255).astype(np.uint8)
+from vsr.frame import to_levels
 
 
 def max_filter(values: np.ndarray, radius: int) -> np.ndarray:

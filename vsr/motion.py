@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vsr.metrics import to_levels
+from vsr.frame import to_levels
 
 FlowPreset = Literal["ultrafast", "fast", "medium", "none"]
 

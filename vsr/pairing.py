@@ -90,8 +90,8 @@ def by_time(lead: Path, *others: Path) -> Iterator[tuple[float, np.ndarray, list
     ahead: list[tuple[float, np.ndarray] | None] = [next(f, None) for f in followers]
     for seconds, pixels in timed_frames(lead):
         for i, follower in enumerate(followers):
-            while ahead[i] is not None and ahead[i][0] <= seconds + 1e-4:  # type: ignore[index]
-                current[i], ahead[i] = ahead[i], next(follower, None)
+            while (upcoming := ahead[i]) is not None and upcoming[0] <= seconds + 1e-4:
+                current[i], ahead[i] = upcoming, next(follower, None)
         if any(c is None for c in current):
             return
         yield seconds, pixels, [c[1] for c in current if c is not None]

@@ -13,12 +13,13 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
 from vsr import hookspecs
 from vsr.errors import VsrError
-from vsr.registry import Registry
+from vsr.registry import Register, Registry
 
 ENTRY_POINT_GROUP = "vsr"
 
@@ -48,9 +49,10 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), load_entry_points: 
 def collect(pm: pluggy.PluginManager) -> Registry:
     """Call every registration hook once and return what was registered."""
     registry = Registry()
-    hooks = [
+    hooks: list[tuple[str, Register[Any]]] = [
         ("register_decoders", registry.stages["decode"]),
         ("register_upscalers", registry.stages["upscale"]),
+        ("register_engines", registry.engines),
         ("register_smoothers", registry.stages["smooth"]),
         ("register_encoders", registry.stages["encode"]),
         ("register_models", registry.models),

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vsr import hookimpl
-from vsr.frame import Frame
-from vsr.models.converted import ConvertedModel
-from vsr.models.registry import ModelSpec
-from vsr.stage import Stage
+from vsr import ConvertedModel, Frame, ModelSpec, Stage, hookimpl
 
 TINY_SRVGG = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 4, "num_conv": 1, "upscale": 4}
 TINY_RRDB = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
@@ -24,8 +20,7 @@ TINY_RRDB = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "nu
 
 def random_weights(arch: str, config: dict[str, int], seed: int = 0) -> ConvertedModel:
     """Weights for ``arch``/``config`` from a seeded generator, small enough to keep outputs in range."""
-    from vsr.models.rrdbnet import RRDBNet
-    from vsr.models.srvgg import SRVGGNetCompact
+    from vsr import RRDBNet, SRVGGNetCompact
 
     model = (SRVGGNetCompact if arch == "srvgg" else RRDBNet)(**config)
     rng = np.random.default_rng(seed)

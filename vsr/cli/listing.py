@@ -22,13 +22,13 @@ def stages() -> None:
     for role in ROLES:
         for name, item in sorted(registry.stages[role].items.items()):
             cls = item.value
-            opts = ", ".join(f"{n}={d!r}" for n, _, d in describe_options(cls.Options))  # type: ignore[attr-defined]
-            table.add_row(role, name, item.plugin, opts or "-", cls.description)  # type: ignore[attr-defined]
-    for name, item in sorted(registry.engine_entries().items()):
-        engine = item.value
-        missing = engine.missing()  # type: ignore[attr-defined]
+            opts = ", ".join(f"{n}={d!r}" for n, _, d in describe_options(cls.Options))
+            table.add_row(role, name, item.plugin, opts or "-", cls.description)
+    for name, found in sorted(registry.engines.items.items()):
+        engine = found.value
+        missing = engine.missing()
         note = f" (cannot run here: {missing})" if missing else ""
-        table.add_row("engine", name, item.plugin, "-", engine.description + note)  # type: ignore[attr-defined]
+        table.add_row("engine", name, found.plugin, "-", engine.description + note)
     _print(table)
 
 

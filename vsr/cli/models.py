@@ -38,16 +38,16 @@ def models(ctx: typer.Context) -> None:
     for name, item in sorted(registry.models.items.items()):
         spec = item.value
         entry = cached_entry(name)
-        arch = _arch_summary(spec.arch, entry["config"]) if entry else spec.arch  # type: ignore[attr-defined]
-        origin = spec.origin or "plugin"  # type: ignore[attr-defined]
+        arch = _arch_summary(spec.arch, entry["config"]) if entry else spec.arch
+        origin = spec.origin or "plugin"
         table.add_row(
             name,
             arch,
-            f"x{spec.scale}",  # type: ignore[attr-defined]
+            f"x{spec.scale}",
             f"{item.plugin}: {origin}" if item.plugin != "imported" else origin,
             "yes" if entry else "no",
-            spec.licence,  # type: ignore[attr-defined]
-            spec.description,  # type: ignore[attr-defined]
+            spec.licence,
+            spec.description,
         )
     _print(table)
 

@@ -70,6 +70,7 @@ class SRVGGNetCompact(keras.Model):
         self.num_conv = num_conv
         self.upscale = upscale
         self.scale = upscale
+        #: input height and width must be multiples of this (1: any size)
         self.input_multiple = 1
 
     def get_config(self) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from vsr.metrics import from_levels, psnr, ssim
+from vsr.frame import from_levels
+from vsr.metrics import psnr, ssim
 
 #: the GAN stage exports its EMA unless the EMA's PSNR is this much below the raw generator's
 GAN_EMA_TOLERANCE_DB = 0.5
