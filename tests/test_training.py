@@ -369,3 +369,51 @@ def test_a_keras_backend_that_cannot_run_is_one_line(monkeypatch, sample_clip, b
     result = vsr_main("upscale", sample_clip, *TINY)
     assert result.returncode == 2 and needle in result.stderr, result.stderr
     assert result.stderr.count("error:") == 1
+
+
+def test_checkpoints_keep_weights_by_name_and_older_ones_by_position_still_resume(pairs, tmp_path):
+    trainer = _trainer(pairs, tmp_path / "run", psnr_steps=2, gan_steps=1)
+    trainer.run()
+    path = trainer.save()
+    with np.load(path) as data:
+        keys = set(data.files)
+        saved = {k: data[k] for k in keys}
+    names = {layer.name for layer in trainer.generator.layers if layer.weights}
+    assert {key.split("/")[1] for key in keys if key.startswith("g/")} == names  # layer names, not positions
+    assert not any(key.split("/")[-1].isdigit() for key in keys)
+    assert any(key.startswith("opt_g/opt_g/") for key in keys)  # optimizer state under its own stable name
+
+    shuffled = dict(reversed(list(saved.items())))  # the file's order means nothing any more
+    np.savez(path, **shuffled)
+    again = _trainer(pairs, tmp_path / "run", psnr_steps=2, gan_steps=1)
+    assert again.restore() and again.step == trainer.step
+    for x, y in zip(again.generator.get_weights(), trainer.generator.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+    old = {"step": saved["step"]}  # what vsr 0.1 wrote: every variable by its position
+    old |= {key: np.asarray(v.numpy()) for key, v in trainer._positional().items()}
+    np.savez(path, **old)
+    older = _trainer(pairs, tmp_path / "run", psnr_steps=2, gan_steps=1)
+    assert older.restore()
+    for x, y in zip(older.discriminator.get_weights(), trainer.discriminator.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("batch = 'many'", "option batch for recipe"),
+        ("psnr_milestones = [1, 'x']", "must be a list of int"),
+        ("[degradation]\nblurr_prob = 0.5", "unknown option blurr_prob for the Degradation table"),
+        ("patch = 64", "patch must be 128 or 256"),
+        ("colour = 'red'", "unknown option colour for recipe"),
+    ],
+)
+def test_recipes_are_validated_as_stage_options_are(tmp_path, text, needle):
+    from vsr.errors import UsageError
+    from vsr.training.trainer import Recipe
+
+    path = tmp_path / "recipe.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(UsageError, match=needle):
+        Recipe.load(str(path))

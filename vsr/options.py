@@ -2,7 +2,8 @@
 
 A stage declares ``Options`` as a dataclass whose fields have defaults and
 simple types (``int``, ``float``, ``bool``, ``str``, ``Literal[...]``, unions
-with ``None``, ``dict[str, str]``). :func:`parse_options` turns a mapping
+with ``None``, ``dict[str, str]``, lists and tuples of those, and nested
+options dataclasses given as tables). :func:`parse_options` turns a mapping
 (from a preset table or ``--set``) into an instance, and refuses unknown keys
 and wrong types with a message naming what is allowed.
 """
@@ -34,6 +35,10 @@ def _describe(tp: Any) -> str:
         return "none"
     if origin is dict:
         return "table"
+    if origin in (list, tuple):
+        return f"a list of {' and '.join(_describe(a) for a in get_args(tp) if a is not Ellipsis)}"
+    if dataclasses.is_dataclass(tp):
+        return f"a table of {tp.__name__} options"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -58,6 +63,25 @@ def _coerce(value: Any, tp: Any) -> Any:
     if origin is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return {k: str(v) for k, v in value.items()}
+        raise TypeError
+    if origin is list:
+        if isinstance(value, list | tuple):
+            return [_coerce(item, get_args(tp)[0]) for item in value]
+        raise TypeError
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise TypeError
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(item, args[0]) for item in value)
+        if len(value) != len(args):
+            raise TypeError
+        return tuple(_coerce(item, arg) for item, arg in zip(value, args, strict=True))
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict):
+            return parse_options(tp, value, f"the {tp.__name__} table")  # its own errors name its keys
         raise TypeError
     if tp is bool:
         if isinstance(value, bool):

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-import re
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from vsr.cli.progress import Progress
-from vsr.errors import Interrupted, UsageError, VsrError
+from vsr.errors import UsageError
 from vsr.extract import ExtractOptions
-from vsr.files import write_atomic
 
 log = logging.getLogger("vsr")
 #: The options' defaults, written once (vsr.extract imports no TensorFlow, so `vsr --help` stays fast).
@@ -115,38 +110,29 @@ def train(
     from vsr.backend import native_stderr_to
     from vsr.models.store import check_name, save_model
     from vsr.plugins import load_registry
-    from vsr.training.trainer import Recipe, Trainer
+    from vsr.training.runs import TrainingRun
+    from vsr.training.trainer import Trainer
 
     overrides = {"psnr_steps": psnr_steps, "gan_steps": gan_steps, "batch": batch, "seed": seed}
     overrides |= {"checkpoint_every": checkpoint_every, "precision": precision}
-    existing = resume or evaluate
     if resume is not None and evaluate is not None:
         raise UsageError("give --resume or --evaluate, not both")
+    existing = resume or evaluate
     if existing is not None:
-        run_dir = existing
-        try:
-            meta = json.loads((run_dir / "run.json").read_text())
-            saved = json.loads((run_dir / "recipe.json").read_text())
-        except (OSError, ValueError):
-            raise VsrError(f"{run_dir}: not a vsr training run (run.json/recipe.json missing)") from None
-        chosen = Recipe.from_dict({**saved, **{k: v for k, v in overrides.items() if v is not None}}, str(run_dir))
-        data = Path(meta["data"])
-        name, init, vgg = meta["name"], meta.get("init"), meta.get("vgg")
-        if evaluate is not None and not (run_dir / "checkpoint.npz").is_file():
-            raise VsrError(f"{run_dir}: no checkpoint.npz to evaluate")
+        training_run = TrainingRun.open(existing, overrides, evaluating=evaluate is not None)
+    elif data is None:
+        raise UsageError("give the training data folder (or --resume RUN)")
     else:
-        if data is None:
-            raise UsageError("give the training data folder (or --resume RUN)")
-        chosen = Recipe.load(recipe, overrides)
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = run or Path("runs") / f"{chosen.name}-{stamp}"
-        if (run_dir / "checkpoint.npz").exists():
-            raise UsageError(f"{run_dir} already holds a run; use --resume {run_dir}")
-        name = name or run_dir.name.lower()
         vgg = None if random_vgg_weights_for_tests else str(vgg_weights) if vgg_weights else "imagenet"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"data": str(data.resolve()), "name": name, "init": init, "vgg": vgg}
-        write_atomic(run_dir / "run.json", json.dumps(meta, indent=2).encode())
+        training_run = TrainingRun.start(data, recipe, overrides, run, name, init, vgg)
+    chosen, run_dir, data, name, init, vgg = (
+        training_run.recipe,
+        training_run.dir,
+        training_run.data,
+        training_run.name,
+        training_run.init,
+        training_run.vgg,
+    )
     registry = load_registry()
     taken = {n for n, item in registry.models.items.items() if item.plugin != "imported"}
     check_name(name, taken, replace=True)
@@ -159,7 +145,6 @@ def train(
         log.warning("VGG19 has random weights (--random-vgg-weights-for-tests): the perceptual loss is meaningless")
     total = chosen.psnr_steps + chosen.gan_steps
     # TensorFlow's native lines (oneDNN, grappler) go to the run folder, not the terminal (-v shows them)
-    fresh = existing is None
     try:
         with native_stderr_to(run_dir / "tensorflow.log"):
             _quiet_python_warnings()
@@ -175,12 +160,12 @@ def train(
                     trainer.run(on_step=progress.update)
             evaluation = trainer.evaluate()
     except Exception as exc:
-        raise _training_failure(exc, data, run_dir, fresh) from None
+        raise training_run.failure(exc) from None
     _report(evaluation, trainer.data_wait_fraction if evaluate is None else None, exporting=evaluate is None)
-    meta = {**meta, "evaluation": evaluation}
     if evaluate is None:
-        meta["data_wait_fraction"] = round(trainer.data_wait_fraction, 4)
-    write_atomic(run_dir / "run.json", json.dumps(meta, indent=2).encode())
+        training_run.record(evaluation=evaluation, data_wait_fraction=round(trainer.data_wait_fraction, 4))
+    else:
+        training_run.record(evaluation=evaluation)
     if evaluate is not None:
         return
     sidecar = save_model(
@@ -192,42 +177,6 @@ def train(
         licence="yours (trained by vsr on your data)",
     )
     log.info("trained %s (%d steps); use it with: vsr upscale VIDEO --model %s", sidecar["name"], total, name)
-
-
-def _training_failure(exc: Exception, data: Path, run_dir: Path, fresh: bool) -> Exception:
-    """What a failure of the training run means, as one line; a fresh run that saved nothing leaves no folder.
-
-    TensorFlow wraps what happens inside its graphs (``StagingError``): an interruption comes back as text,
-    and an undecodable training image names no file, so the data is read again to find it.
-    """
-    text = str(exc)
-    interrupted = exc if isinstance(exc, Interrupted) else None
-    if interrupted is None and (found := re.search(r"interrupted by (SIG[A-Z]+)", text)):
-        interrupted = Interrupted(found.group(1))
-    if fresh and not (run_dir / "checkpoint.npz").exists():
-        shutil.rmtree(run_dir, ignore_errors=True)
-        kept = "nothing was trained yet; the run folder is removed"
-    else:
-        kept = f"the run folder keeps its last checkpoint (resume with: vsr train --resume {run_dir})"
-    if interrupted is not None:
-        return Interrupted(interrupted.signal_name, kept)
-    if isinstance(exc, VsrError):
-        return exc
-    if type(exc).__name__ == "InvalidArgumentError" and ("Png" in text or "decode" in text.lower()):
-        return VsrError(f"{_undecodable(data) or data}: a training image cannot be decoded; remove it or extract again")
-    return exc
-
-
-def _undecodable(data: Path) -> Path | None:
-    """The first PNG under ``data`` that does not decode."""
-    from vsr.media import read_png
-
-    for path in sorted(data.rglob("*.png")):
-        try:
-            read_png(path)
-        except Exception:
-            return path
-    return None
 
 
 def _quiet_python_warnings() -> None:

@@ -17,10 +17,19 @@ the end both are scored on the held-out pairs next to bicubic and the
 starting model, and the better one is exported (for the GAN stage the EMA,
 unless it is clearly worse): see :mod:`vsr.training.evaluate`.
 
-A run folder holds ``recipe.json`` (the recipe it started with),
-``checkpoint.npz`` (step, every network's weights, every optimizer's state,
-the EMA), written atomically every ``checkpoint_every`` steps, at the end of
-each stage and on SIGINT/SIGTERM; and ``logs/`` for TensorBoard.
+A run folder (:mod:`vsr.training.runs`) holds ``recipe.json`` (the recipe it
+started with), ``checkpoint.npz`` (step, every network's weights, every
+optimizer's state, the EMA, each keyed by the variable's path: layer name and
+weight name, never position), written atomically every ``checkpoint_every``
+steps, at the end of each stage and on SIGINT/SIGTERM; and ``logs/`` for
+TensorBoard.
+
+Keras's own callbacks (``TensorBoard``, ``BackupAndRestore``) hook into
+``Model.fit``. This loop is not one ``fit``: two stages, three networks, an
+EMA and three optimizers stepped by hand under a distribution strategy. So it
+writes TensorBoard's summaries itself (``tf.summary``, the same event files)
+and keeps one checkpoint of everything, where ``BackupAndRestore`` would keep
+the one model ``fit`` trains.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import logging
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +52,7 @@ from vsr.errors import Interrupted, UsageError, VsrError
 from vsr.files import write_atomic
 from vsr.models.build import PRECISION_POLICIES
 from vsr.models.converted import ConvertedModel
+from vsr.options import parse_options
 from vsr.training.data import batches, find_pairs, validation_set, validation_side
 from vsr.training.evaluate import Score, bicubic, choose, predict, score
 
@@ -113,26 +123,23 @@ class Recipe:
             else:
                 flat[key] = value
         flat.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return cls.from_dict(flat, str(path))
+        return cls.from_dict(flat, f"recipe {path}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "recipe") -> Recipe:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(f"{where}: unknown key {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        data = dict(data)
-        if isinstance(data.get("degradation"), dict):
-            spec = dict(data["degradation"])
-            data["degradation"] = Degradation(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-        recipe = cls(**data)
-        if recipe.patch % 32 or recipe.patch not in (128, 256):
-            raise UsageError(f"{where}: patch must be 128 or 256 (the discriminator's input)")
-        if recipe.arch not in ("rrdbnet", "srvgg") or recipe.scale not in (1, 2, 4):
-            raise UsageError(f"{where}: arch must be rrdbnet or srvgg, scale 1, 2 or 4")
-        if recipe.precision not in ("auto", *PRECISION_POLICIES):
-            raise UsageError(f"{where}: precision must be auto, {', '.join(PRECISION_POLICIES)}")
-        return recipe
+        """A recipe from a mapping (a TOML file's, or a run's ``recipe.json``), validated as stage options are
+        (:func:`vsr.options.parse_options`: unknown keys and wrong types refused, naming what is allowed)."""
+        return parse_options(cls, data, where)
+
+    def validate(self) -> str | None:
+        """What the field types cannot say (called by :func:`vsr.options.parse_options`)."""
+        if self.patch not in (128, 256):
+            return "patch must be 128 or 256 (the discriminator's input)"
+        if self.arch not in ("rrdbnet", "srvgg") or self.scale not in (1, 2, 4):
+            return "arch must be rrdbnet or srvgg, scale 1, 2 or 4"
+        if self.precision not in ("auto", *PRECISION_POLICIES):
+            return f"precision must be auto, {', '.join(PRECISION_POLICIES)}"
+        return None
 
 
 def network_config(recipe: Recipe, init: Any = None) -> tuple[str, dict[str, int]]:
@@ -215,9 +222,9 @@ class Trainer:
                 for name, weights in init.weights.items():
                     self.generator.get_layer(name).set_weights(weights)
             self.ema.set_weights(self.generator.get_weights())
-            self.opt_psnr = self._adam(recipe.psnr_lr, recipe.psnr_milestones)
-            self.opt_g = self._adam(recipe.gan_lr, recipe.gan_milestones)
-            self.opt_d = self._adam(recipe.gan_lr, recipe.gan_milestones)
+            self.opt_psnr = self._adam(recipe.psnr_lr, recipe.psnr_milestones, "opt_psnr")
+            self.opt_g = self._adam(recipe.gan_lr, recipe.gan_milestones, "opt_g")
+            self.opt_d = self._adam(recipe.gan_lr, recipe.gan_milestones, "opt_d")
             for opt, model in (
                 (self.opt_psnr, self.generator),
                 (self.opt_g, self.generator),
@@ -231,14 +238,17 @@ class Trainer:
         self._psnr_step = tf.function(self._psnr_step_fn)
         self._gan_step = tf.function(self._gan_step_fn)
 
-    def _adam(self, lr: float, milestones: list[int]) -> Any:
+    def _adam(self, lr: float, milestones: list[int], name: str) -> Any:
         import keras
 
         values = [lr * self.recipe.gamma**i for i in range(len(milestones) + 1)]
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(milestones, values) if milestones else lr
-        adam = keras.optimizers.Adam(schedule, beta_1=self.recipe.beta1, beta_2=self.recipe.beta2, epsilon=1e-8)
+        # named, so its variables' paths (a checkpoint's keys) are the same in every process
+        adam = keras.optimizers.Adam(
+            schedule, beta_1=self.recipe.beta1, beta_2=self.recipe.beta2, epsilon=1e-8, name=name
+        )
         # float16's range is too small for small gradients: scale the loss up, and the gradients back down
-        return keras.optimizers.LossScaleOptimizer(adam) if self.precision == "float16" else adam
+        return keras.optimizers.LossScaleOptimizer(adam, name=f"{name}_scaled") if self.precision == "float16" else adam
 
     # --- one step of each stage ---------------------------------------------------------------------
 
@@ -324,20 +334,32 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------------------
 
-    def _state(self) -> dict[str, np.ndarray]:
-        arrays: dict[str, np.ndarray] = {"step": np.array(self.step)}
-        for prefix, model in (("g", self.generator), ("ema", self.ema), ("d", self.discriminator)):
-            for i, w in enumerate(model.weights):
-                arrays[f"{prefix}/{i}"] = np.asarray(w.numpy())
+    def _variables(self) -> dict[str, Any]:
+        """Every variable a checkpoint holds, by name: the network's or optimizer's role, then the variable's
+        path (layer name and weight name: ``g/conv_first/kernel``, ``opt_g/opt_g/conv_first_kernel_momentum``),
+        as the model code maps weights, so a change in layer order never puts weights in the wrong place."""
+        named: dict[str, Any] = {}
+        owners: list[tuple[str, Any]] = [("g", self.generator), ("ema", self.ema), ("d", self.discriminator)]
+        for prefix, model in owners:
+            named.update({f"{prefix}/{w.path}": w for w in model.weights})
         for prefix, opt in (("opt_psnr", self.opt_psnr), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            for i, v in enumerate(opt.variables):
-                arrays[f"{prefix}/{i}"] = np.asarray(v.numpy())
-        return arrays
+            named.update({f"{prefix}/{v.path}": v for v in opt.variables})
+        return named
+
+    def _positional(self) -> dict[str, Any]:
+        """The same variables under the keys checkpoints of vsr 0.1 used (``g/0``, ``opt_g/3``): by position."""
+        keyed: dict[str, Any] = {}
+        for prefix, owner in (("g", self.generator), ("ema", self.ema), ("d", self.discriminator)):
+            keyed.update({f"{prefix}/{i}": w for i, w in enumerate(owner.weights)})
+        for prefix, opt in (("opt_psnr", self.opt_psnr), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            keyed.update({f"{prefix}/{i}": v for i, v in enumerate(opt.variables)})
+        return keyed
 
     def save(self) -> Path:
-        """Write ``checkpoint.npz`` atomically (a kill mid-write leaves the previous one)."""
+        """Write ``checkpoint.npz`` atomically (a kill mid-write leaves the previous one), weights by name."""
+        arrays = {"step": np.array(self.step), **{k: np.asarray(v.numpy()) for k, v in self._variables().items()}}
         buffer = io.BytesIO()
-        np.savez(buffer, **self._state())
+        np.savez(buffer, **arrays)
         path = self.run_dir / "checkpoint.npz"
         write_atomic(path, buffer.getvalue())
         return path
@@ -352,14 +374,17 @@ class Trainer:
                 state = {k: data[k] for k in data.files}
         except (OSError, ValueError) as exc:
             raise VsrError(f"{path}: damaged checkpoint ({exc})") from None
+        variables = self._variables()
+        if "g/0" in state and not any(key in state for key in variables):
+            log.info("%s: a checkpoint of an older vsr, read by position", path)
+            variables = self._positional()
+        missing = sorted(set(variables) - set(state))
+        if missing:
+            raise VsrError(f"{path}: does not fit this recipe's networks (no {', '.join(missing[:3])})")
         try:
-            for prefix, model in (("g", self.generator), ("ema", self.ema), ("d", self.discriminator)):
-                for i, w in enumerate(model.weights):
-                    w.assign(state[f"{prefix}/{i}"])
-            for prefix, opt in (("opt_psnr", self.opt_psnr), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-                for i, v in enumerate(opt.variables):
-                    v.assign(state[f"{prefix}/{i}"])
-        except (KeyError, ValueError) as exc:
+            for key, variable in variables.items():
+                variable.assign(state[key])
+        except ValueError as exc:
             reason = str(exc).split("Target variable")[0].strip()[:300]
             raise VsrError(f"{path}: does not fit this recipe's networks ({reason})") from None
         self.step = int(state["step"])
