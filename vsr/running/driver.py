@@ -118,14 +118,12 @@ class Driver:
         first = len(report.entries)
         self.total = len(items)
         pending: Iterator[tuple[int, Item]] = enumerate(items, start=1)
-        started = 0
         try:
             while True:
                 while len(self.running) < 2 * self.executor.slots:
                     if self.queue:
                         self._submit(*self.queue.popleft(), report)
                     elif (nxt := next(pending, None)) is not None:
-                        started = nxt[0]
                         self._start(*nxt, report)
                     else:
                         break
@@ -140,8 +138,12 @@ class Driver:
             for file in self.open:  # finished units stay for the next run
                 self._stop(file, report, exc)
             self.open.clear()
-            for item in items[started:]:
-                report.entries.append(Entry(shown(item.input), "pending", error="not started: the run was interrupted"))
+            reported = {entry.input for entry in report.entries[first:]}
+            for item in items:  # never started, or stopped while being claimed
+                if shown(item.input) not in reported:
+                    report.entries.append(
+                        Entry(shown(item.input), "pending", error="not started: the run was interrupted")
+                    )
         except BaseException:
             self.executor.close(cancel=True)  # a bug: stop the workers rather than wait for them
             for file in self.open:
@@ -191,8 +193,9 @@ class Driver:
         if self.describe:
             self._describe(claimed.media, claimed.job.final_output)
         if self.progress is not None:
-            planned = sum(u.frames for u in units if u is not None) or (claimed.media.frames or 0)
-            self.progress.plan(planned + file.resumed_at, file.resumed_at)
+            whole = claimed.media.frames or 0  # the rest of the file in one unit, or units cut in advance
+            left = sum(u.frames for u in units if u is not None) if None not in units else whole - file.resumed_at
+            self.progress.plan(max(left, 0) + file.resumed_at, file.resumed_at)
         if not file.left:  # every unit was done by an earlier run
             self._finish(file, report)
         for unit in units:
