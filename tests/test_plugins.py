@@ -84,7 +84,9 @@ def test_duplicate_stage_names_are_refused():
 
             register(PyAVDecoder)
 
-    with pytest.raises(VsrError, match="already registered"):
+    with pytest.raises(
+        VsrError, match="decode stage 'pyav' is registered by two plugins, (Again and decode|decode and Again)"
+    ):
         load_registry([Again()])
 
 
@@ -167,3 +169,27 @@ def test_registers_refuse_misuse_naming_the_plugin():
     stages.plugin = "mine"
     with pytest.raises(TypeError, match=r"vsr\.Stage subclass"):
         stages(object)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [
+        ("undefined_name\n", "cannot load plugin 'broken' from VSR_PLUGINS: NameError"),
+        ("from vsr import hookimpl\n@hookimpl\ndef register_smoothers(register):\n    raise RuntimeError('boom')\n",
+         "plugin broken: register_smoothers failed: RuntimeError: boom"),
+        ("from vsr import hookimpl\n@hookimpl\ndef register_smoother(register):\n    pass\n",
+         "plugin broken: unknown hook 'register_smoother' (known hooks: register_decoders"),
+        ("from vsr import hookimpl\n@hookimpl\ndef register_smoothers(register):\n    register(int)\n",
+         "plugin broken: register() takes a vsr.Stage subclass"),
+    ],
+)  # fmt: skip
+def test_a_broken_plugin_is_one_line_naming_it(tmp_path, monkeypatch, source, needle):
+    """A third-party plugin's mistakes must not read as vsr's own internal errors."""
+    name = f"broken_{tmp_path.name}"  # a module name of its own: the test process imports each once
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("VSR_PLUGINS", name)
+    needle = needle.replace("broken", name)
+    result = run_vsr("stages")
+    assert result.returncode == 1 and needle in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "internal error" not in result.stderr

@@ -37,13 +37,35 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), load_entry_points: 
             raise VsrError(f"a vsr plugin failed to load: {exc} (block it with VSR_DISABLE_PLUGINS=name)") from exc
         for module_name in filter(None, (m.strip() for m in os.environ.get("VSR_PLUGINS", "").split(","))):
             try:
-                pm.register(importlib.import_module(module_name), name=module_name)
-            except ImportError as exc:
-                raise VsrError(f"cannot load plugin {module_name!r} from VSR_PLUGINS: {exc}") from None
+                module = importlib.import_module(module_name)
+            except Exception as exc:  # its import failed: the plugin's fault, not vsr's
+                raise VsrError(f"cannot load plugin {module_name!r} from VSR_PLUGINS: {_reason(exc)}") from None
+            _register(pm, module, module_name)
     for plugin in extra_plugins:
-        pm.register(plugin)
-    pm.check_pending()
+        _register(pm, plugin, None)
+    try:
+        pm.check_pending()  # a hookimpl whose name is no hook: a misspelt one fails loudly
+    except pluggy.PluginValidationError as exc:
+        raise VsrError(f"plugin {_label(pm, exc.plugin)}: {_reason(exc)} (known hooks: {_hooks()})") from None
     return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise VsrError(f"plugin {name or _label(pm, plugin)}: {_reason(exc)} (known hooks: {_hooks()})") from None
+
+
+def _hooks() -> str:
+    return ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("register_")))
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line: pluggy's messages hold newlines and repeat the plugin's repr."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text.split(" in plugin <", 1)[0]
+    return text if isinstance(exc, pluggy.PluginValidationError) else f"{type(exc).__name__}: {text}"
 
 
 def collect(pm: pluggy.PluginManager) -> Registry:
@@ -64,8 +86,10 @@ def collect(pm: pluggy.PluginManager) -> Registry:
             register.plugin = _label(pm, impl.plugin)
             try:
                 impl.function(register=register)
-            except (TypeError, ValueError) as exc:
-                raise VsrError(f"plugin {register.plugin}: {exc}") from exc
+            except (TypeError, ValueError) as exc:  # the register refused: its message names the plugin
+                raise VsrError(str(exc)) from exc
+            except Exception as exc:  # the plugin's own hook failed: name it, not vsr
+                raise VsrError(f"plugin {register.plugin}: {hook_name} failed: {_reason(exc)}") from exc
     return registry
 
 

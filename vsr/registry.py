@@ -43,7 +43,8 @@ class Register(Generic[T]):
             raise ValueError(f"plugin {self.plugin}: a {self.kind} needs a non-empty name")
         if name in self.items:
             raise ValueError(
-                f"plugin {self.plugin}: {self.kind} {name!r} is already registered by {self.items[name].plugin}"
+                f"{self.kind} {name!r} is registered by two plugins, {self.items[name].plugin} and {self.plugin}: "
+                "rename one, or block one with VSR_DISABLE_PLUGINS"
             )
         self.items[name] = Registered(value, self.plugin)
 
