@@ -84,9 +84,7 @@ def test_duplicate_stage_names_are_refused():
 
             register(PyAVDecoder)
 
-    with pytest.raises(
-        VsrError, match="decode stage 'pyav' is registered by two plugins, (Again and decode|decode and Again)"
-    ):
+    with pytest.raises(VsrError, match=r"decode stage 'pyav' is registered by two plugins, (Again|decode) and"):
         load_registry([Again()])
 
 
