@@ -211,12 +211,13 @@ def test_an_engine_plugs_in_through_its_hook(sample_clip, tmp_path, caplog):
 
 def test_engine_option_on_the_command_line(sample_clip, tmp_path):
     out = tmp_path / "auto.mkv"
-    auto = run_vsr("upscale", str(sample_clip), "-o", str(out), *TINY)
+    auto = run_vsr("upscale", str(sample_clip), "-o", str(out), *TINY, process=True)  # a fresh build, logged
     assert auto.returncode == 0, auto.stderr
     assert "with the openvino engine (auto)" in auto.stderr and "via OpenVINO" in auto.stderr
     keras = run_vsr(
-        "upscale", str(sample_clip), "-o", str(tmp_path / "keras.mkv"), *TINY, "--set", "upscale.engine=keras"
-    )
+        "upscale", str(sample_clip), "-o", str(tmp_path / "keras.mkv"), *TINY, "--set", "upscale.engine=keras",
+        process=True,
+    )  # fmt: skip
     assert keras.returncode == 0, keras.stderr
     assert "with the keras engine in" in keras.stderr
     # the two engines decode to the same picture (up to the codec: the pixels differ by a rounding step at most)
