@@ -85,3 +85,12 @@ def test_preset_file_by_path(tmp_path):
     path.write_text("[upscale\n")
     with pytest.raises(UsageError, match="not valid TOML"):
         resolve_preset(load_registry(), str(path))
+
+
+def test_a_typo_in_a_section_that_is_off_is_refused_all_the_same(sample_clip, tmp_path):
+    """Smoothing is off in the default preset: a misspelt option for it must not wait until it is switched on."""
+    from conftest import TINY, vsr_main
+
+    result = vsr_main("upscale", sample_clip, "-o", tmp_path / "o.mp4", *TINY, "--set", "smooth.amout=1")
+    assert result.returncode == 2 and "unknown option amout for smooth stage 'temporal'" in result.stderr
+    assert list(tmp_path.iterdir()) == []

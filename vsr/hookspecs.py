@@ -32,7 +32,7 @@ def register_decoders(register: StageRegister) -> None:
 
     Args:
         register: call ``register(StageClass)`` for each decoder; the class is
-            a :class:`vsr.stage.Stage` subclass with a ``name`` unique among
+            a :class:`vsr.Stage` subclass with a ``name`` unique among
             decoders. Decoders implement ``probe()`` and yield frames from
             ``process()``, ignoring its (empty) input.
 
@@ -90,7 +90,7 @@ def register_encoders(register: StageRegister) -> None:
             writes to ``job.output`` (a temporary path renamed into place by
             vsr when the run completes), with ``job.metadata`` as container
             tags, and yields each frame it wrote. Encoders that also
-            implement :class:`vsr.segments.SegmentedEncoder` get resumable,
+            implement :class:`vsr.SegmentedEncoder` get resumable,
             segmented runs.
 
     Returns:
@@ -104,7 +104,7 @@ def register_models(register: ModelRegister) -> None:
 
     Args:
         register: call ``register(ModelSpec(...))`` for each model; see
-            :class:`vsr.models.registry.ModelSpec`.
+            :class:`vsr.ModelSpec`.
 
     Returns:
         Nothing; every plugin's implementation is called.

@@ -75,6 +75,9 @@ def make_plan(registry: Registry, preset: Preset) -> RunPlan:
     Raises:
         UsageError: an unknown stage, option or model, or an invalid value.
     """
+    for choice in preset.disabled():  # off, but its options are checked: switching it on must not fail later
+        cls = registry.stage(choice.role, choice.stage)
+        parse_options(cls.Options, choice.options, f"{choice.role} stage {choice.stage!r}")
     stages = []
     for choice in preset.choices():
         cls = registry.stage(choice.role, choice.stage)

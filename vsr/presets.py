@@ -86,6 +86,14 @@ class Preset:
 
     def choices(self) -> list[StageChoice]:
         """The enabled roles in pipeline order, with their stage and options."""
+        return [choice for enabled, choice in self._choices() if enabled]
+
+    def disabled(self) -> list[StageChoice]:
+        """The roles switched off that still name a stage or options (checked all the same: a typo in
+        ``[smooth]`` is caught before smoothing is switched on)."""
+        return [choice for enabled, choice in self._choices() if not enabled and choice.stage]
+
+    def _choices(self) -> list[tuple[bool, StageChoice]]:
         out = []
         for role in ROLES:
             table = dict(self.tables.get(role, {}))
@@ -95,11 +103,9 @@ class Preset:
             stage = table.pop("stage", DEFAULT_STAGES[role])
             if not isinstance(stage, str):
                 raise UsageError(f"preset {self.name}: [{role}] stage must be a string")
-            if not enabled:
-                continue
-            if not stage:
+            if enabled and not stage:
                 raise UsageError(f"preset {self.name}: [{role}] is enabled but names no stage (set {role}.stage)")
-            out.append(StageChoice(role, stage, table))
+            out.append((enabled, StageChoice(role, stage, table)))
         return out
 
 

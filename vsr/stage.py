@@ -74,7 +74,7 @@ class Job:
     renames to ``final_output`` once the pipeline has finished. A resumed video
     run starts at frame ``start_index``, the first with pts above
     ``after_pts``; a unit of a video cut for several workers (see
-    :mod:`vsr.units`) also stops before the first frame with pts at or above
+    :mod:`vsr.running.units`) also stops before the first frame with pts at or above
     ``until_pts`` (decoders honour all three). Encoders write ``metadata`` into
     the output container's tags (vsr's own ``vsr`` tag is among them).
 

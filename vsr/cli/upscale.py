@@ -67,7 +67,8 @@ def upscale(
         int | None,
         typer.Option(
             "--video-track",
-            help="Which video track to upscale, from 0 (as ffmpeg's -map 0:v:N); default: the default one, "
+            help="Which video track to upscale, counted from 0 among the video tracks (FFmpeg's stream specifier "
+            "v:N); default: the default one, "
             "else the first. The others are copied as they are.",
             min=0,
             show_default=False,
