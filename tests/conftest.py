@@ -164,6 +164,8 @@ def vsr_main(*args: object, cwd: Path | None = None, env: dict[str, str] | None 
     streams = [(h, h.stream) for h in logger.handlers if type(h) is logging.StreamHandler]  # not pytest's own
     environ = dict(os.environ)
     here = os.getcwd()
+    propagate, level = logger.propagate, logger.level  # main() keeps vsr's lines to itself; caplog needs them
+    job_level = logging.getLogger("vsr.job").level  # a batch quietens the per-file lines
     try:
         os.environ.update(env or {})
         if cwd is not None:
@@ -173,6 +175,8 @@ def vsr_main(*args: object, cwd: Path | None = None, env: dict[str, str] | None 
                 handler.setStream(err)
             code = main([str(a) for a in args])  # a handler main() adds on its first call writes here too
     finally:
+        logger.propagate, logger.level = propagate, level
+        logging.getLogger("vsr.job").setLevel(job_level)
         os.chdir(here)
         os.environ.clear()
         os.environ.update(environ)

@@ -179,7 +179,7 @@ def upscale(
         elif workers:
             executor = LocalExecutor(workers)
         else:
-            executor = InlineExecutor(plan, progress.advance)
+            executor = InlineExecutor(plan, progress.advance, job_log)  # per-file lines: quiet in a batch
         if batch or not isinstance(executor, InlineExecutor):
             log.info("%d files to consider, on %s", len(items) + len(clashes), executor.description)
         driver = Driver(

@@ -57,7 +57,7 @@ def upscale_file(
         if on_frame is not None:
             on_frame(count)
 
-    executor = InlineExecutor(plan, frames)
+    executor = InlineExecutor(plan, frames, log)
     driver = Driver(plan, executor, force=force, policy=policy, settle=settle, log=log, describe=False)
     driver.run(items, report)
     if report.interrupted is not None:

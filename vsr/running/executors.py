@@ -69,9 +69,12 @@ class InlineExecutor:
     in_order = True
     live_progress = True
 
-    def __init__(self, plan: RunPlan, on_frames: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, plan: RunPlan, on_frames: Callable[[int], None] | None = None, log: logging.Logger | None = None
+    ) -> None:
         self.plan = plan
         self.on_frames = on_frames  # frames encoded since the last call
+        self.log = log  # what the stages log to (the caller's logger)
 
     def submit(self, request: UnitRequest) -> Future[UnitResult]:
         future: Future[UnitResult] = Future()
@@ -84,7 +87,7 @@ class InlineExecutor:
             seen = count
 
         try:
-            future.set_result(run_unit(request, on_frame, self.plan))
+            future.set_result(run_unit(request, on_frame, self.plan, self.log))
         except Interrupted:
             raise  # the driver stops everything
         except Exception as exc:

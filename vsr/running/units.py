@@ -169,12 +169,16 @@ def worker_name() -> str:
 
 
 def run_unit(
-    request: UnitRequest, on_frame: Callable[[int], None] | None = None, plan: RunPlan | None = None
+    request: UnitRequest,
+    on_frame: Callable[[int], None] | None = None,
+    plan: RunPlan | None = None,
+    log: logging.Logger | None = None,
 ) -> UnitResult:
     """Upscale one unit; called by an executor (in this process, a local device's, or a Ray task's).
 
-    ``on_frame(n)``: called after each frame encoded, with the count so far; ``plan``: the driver's own
-    (in this process), else it is remade from the request (:func:`worker_plan`).
+    ``on_frame(n)``: called after each frame encoded, with the count so far; ``plan`` and ``log``: the
+    driver's own (in this process), else the plan is remade from the request (:func:`worker_plan`) and the
+    stages log to ``vsr.job``.
 
     Raises:
         VsrError: bad input, a failing encoder (``WriteError``: the destination).
@@ -186,7 +190,7 @@ def run_unit(
         final_output=request.output,
         registry=plan.registry,
         media=request.media,
-        log=logging.getLogger("vsr.job"),
+        log=log or logging.getLogger("vsr.job"),
         metadata=request.metadata,
     )
     start = time.perf_counter()
