@@ -295,9 +295,14 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         final = path == self.job.output
         options = dict(options or {})
         cover_art = self.job.media is not None and self.job.media.cover_art
-        if final and self.job.metadata and path.suffix.lower() in (".mp4", ".m4v", ".mov") and not cover_art:
-            # MP4/QuickTime keep only known keys otherwise; FFmpeg then writes no cover art, which wins
-            options["movflags"] = "use_metadata_tags"
+        if final and path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            # the index (moov) in front, so browsers and media servers play before the end has arrived;
+            # FFmpeg moves the data up inside the same file when it finishes: no second copy of it
+            flags = ["faststart"]
+            if self.job.metadata and not cover_art:
+                # MP4/QuickTime keep only known keys otherwise; FFmpeg then writes no cover art, which wins
+                flags.append("use_metadata_tags")
+            options["movflags"] = "+" + "+".join(flags)
         try:
             output = av.open(str(path), mode="w", options=options)
         except (av.error.FFmpegError, ValueError, OSError) as exc:

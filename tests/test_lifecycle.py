@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import TINY, ffmpeg, run_vsr, spawn_vsr, streams, video_pts, vsr_env, vsr_main
+from conftest import TINY, ffmpeg, ffprobe, run_vsr, spawn_vsr, streams, video_pts, vsr_env, vsr_main
 from vsr.sample import write_sample
 
 NOW = ["--settle", "0"]
@@ -313,3 +313,32 @@ def test_nothing_is_written_to_home_and_openvino_telemetry_is_off(tmp_path, samp
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "cache" / "models" / "openvino").glob("*.xml"))  # the converter ran
     assert list(home.iterdir()) == []  # no ~/intel client id, no ~/.keras
+
+
+def _top_level_boxes(path: Path) -> list[str]:
+    """The MP4/QuickTime file's top-level boxes, in file order (what a player reads first)."""
+    names, data = [], path.read_bytes()
+    at = 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8].decode("latin-1")
+        if size == 1:
+            size = int.from_bytes(data[at + 8 : at + 16], "big")
+        names.append(kind)
+        if size < 8:
+            break
+        at += size
+    return names
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_mp4_and_mov_outputs_are_web_ready(tmp_path, sample_clip, suffix):
+    """The index comes before the data, whether the output was joined from segments or written in one go."""
+    for segment in ("0.25", "100"):
+        out = tmp_path / f"o{segment}{suffix}"
+        result = vsr_main("upscale", sample_clip, "-o", out, *TINY, "--segment", segment)
+        assert result.returncode == 0, result.stderr
+        boxes = _top_level_boxes(out)
+        assert "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat"), boxes
+        tags = {k.lower() for k in ffprobe(out, "-show_format")["format"].get("tags", {})}
+        assert "vsr" in tags  # vsr's own tag is still written
+        assert len(video_pts(out)) == 12
