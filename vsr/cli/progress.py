@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -86,5 +87,6 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            with contextlib.suppress(OSError):  # a terminal that hung up (SIGHUP): the run's report says the rest
+                self.bar.stop()
             self.bar = None
