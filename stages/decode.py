@@ -23,7 +23,9 @@ from vsr import (
     ffmpeg_reason,
     hookimpl,
     open_input,
+    read_still_tags,
     to_rgb,
+    upright,
     video_stream,
 )
 
@@ -83,9 +85,13 @@ class PyAVDecoder(Stage):
                 self.job.log.info("interlaced source (%s): deinterlacing with bwdif at %s rate", order, mode)
             if mode == "field":  # one frame per field
                 rate, frames = (rate * 2 if rate else rate), (frames * 2 if frames else frames)
+            still = read_still_tags(path) if fmt_name in IMAGE_FORMATS else None
+            if still is not None and still.orientation != 1:
+                self.job.log.info("EXIF orientation %d: the picture is upscaled as it is shown", still.orientation)
+            turned = still is not None and still.turned
             return MediaInfo(
-                width=cc.width,
-                height=cc.height,
+                width=cc.height if turned else cc.width,
+                height=cc.width if turned else cc.height,
                 time_base=stream.time_base or Fraction(1, 25),
                 frame_rate=Fraction(rate) if rate else None,
                 frames=frames or None,
@@ -101,6 +107,7 @@ class PyAVDecoder(Stage):
                 deinterlace=mode,
                 cover_art=any(s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video),
                 start_offset=max(Fraction(container.start_time or 0, av.time_base), Fraction(0)),
+                still=still,
             )
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
@@ -238,6 +245,9 @@ class PyAVDecoder(Stage):
 
     def _to_frame(self, av_frame: Any, pts: int, time_base: Fraction, index: int) -> Frame:
         pixels, colour = to_rgb(av_frame)
+        still = self.job.media.still if self.job.media is not None else None
+        if still is not None and still.orientation != 1:  # a phone photo: upscaled as it is shown
+            pixels = upright(pixels, still.orientation)
         return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index)
 
 

@@ -36,6 +36,7 @@ from vsr import (
     check_size,
     container_format,
     copy_description,
+    embed_still_tags,
     ffmpeg_reason,
     holds,
     hookimpl,
@@ -243,10 +244,12 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             ctx.color_range = RANGE_PC
         image = image.reformat(format=pix_fmt)
         try:
-            packets = ctx.encode(image) + ctx.encode(None)
+            data = b"".join(bytes(packet) for packet in ctx.encode(image) + ctx.encode(None))
+            still = self.job.media.still if self.job.media is not None else None
+            if still is not None:  # the ICC profile and EXIF go along, the orientation now 1
+                data = embed_still_tags(data, self.job.final_output.suffix.lower(), still)
             with open(self.job.output, "wb") as fh:
-                for packet in packets:
-                    fh.write(bytes(packet))
+                fh.write(data)
         except (av.error.FFmpegError, OSError) as exc:
             kind = WriteError if resource_failure(exc) else VsrError
             raise kind(f"{shown(self.job.final_output)}: cannot write image: {ffmpeg_reason(exc)}") from None

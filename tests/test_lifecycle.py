@@ -342,3 +342,29 @@ def test_mp4_and_mov_outputs_are_web_ready(tmp_path, sample_clip, suffix):
         tags = {k.lower() for k in ffprobe(out, "-show_format")["format"].get("tags", {})}
         assert "vsr" in tags  # vsr's own tag is still written
         assert len(video_pts(out)) == 12
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_phone_photo_is_upscaled_as_it_is_shown_with_its_profile_and_exif(tmp_path, suffix):
+    from PIL import Image, ImageCms, ImageOps
+
+    photo = np.asarray(Image.open(Path(__file__).parent / "data" / "astronaut_192.png").convert("RGB"))[:96, :144]
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to show"
+    exif[0x010F] = "vsr-test-camera"
+    source = tmp_path / "phone.jpg"
+    Image.fromarray(photo).save(source, quality=95, exif=exif.tobytes(), icc_profile=icc)
+    out = tmp_path / f"phone.x4{suffix}"
+    result = vsr_main("upscale", source, "-o", out, *TINY)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as written:
+        assert written.size == (96 * 4, 144 * 4)  # as shown: upright, not sideways
+        assert written.getexif().get(0x0112, 1) == 1 and ImageOps.exif_transpose(written).size == written.size
+        assert written.getexif().get(0x010F) == "vsr-test-camera"
+        assert written.info.get("icc_profile") == icc
+        pixels = np.asarray(written.convert("RGB")).astype(np.float32)
+    small = pixels.reshape(144, 4, 96, 4, 3).mean(axis=(1, 3))
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(source))).astype(np.float32)
+    wrong_way = np.rot90(shown, 2)  # the other way round has the same size: the picture must match the right one
+    assert np.abs(small - shown).mean() < 0.5 * np.abs(small - wrong_way).mean()

@@ -75,6 +75,10 @@ _EXPORTS = {
     "SegmentWriter": "vsr.segments",
     "Segment": "vsr.segments",
     "SegmentTiming": "vsr.segments",
+    "StillTags": "vsr.stills",
+    "read_still_tags": "vsr.stills",
+    "upright": "vsr.stills",
+    "embed_still_tags": "vsr.stills",
     # upscalers and engines
     "KerasEngine": "vsr.engine",
     "converted_digest": "vsr.engine",
@@ -147,3 +151,4 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time the names l
     from vsr.remux import Remuxer, copy_description, mux
     from vsr.segments import Segment, SegmentedEncoder, SegmentTiming, SegmentWriter
     from vsr.stage import Job, MediaInfo, Prepared, Stage
+    from vsr.stills import StillTags, embed_still_tags, read_still_tags, upright

@@ -13,6 +13,7 @@ import numpy as np
 
 from vsr.frame import Colour, Frame
 from vsr.options import NoOptions
+from vsr.stills import StillTags
 
 if TYPE_CHECKING:
     from vsr.registry import Registry
@@ -45,6 +46,8 @@ class MediaInfo:
     cover_art: bool = False
     #: how a player turns the picture (FFmpeg's display matrix: 9 ints, 16.16 and 2.30 fixed point), or None
     display_matrix: tuple[int, ...] | None = None
+    #: a still's EXIF orientation, ICC profile and EXIF (width and height above are as it is shown)
+    still: StillTags | None = None
 
 
 @dataclass(frozen=True)
