@@ -204,7 +204,7 @@ def run_unit(
     pipeline = build_pipeline(plan, job)
     encoder = segmenter_of(pipeline.encoder)
     if encoder is None:
-        raise VsrError(f"{request.input}: the encoder cannot write segments with these options")
+        raise VsrError(f"{shown(request.input)}: the encoder cannot write segments with these options")
     done: list[Segment] = []
 
     def record(segment: Segment, carry: State) -> None:
