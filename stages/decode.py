@@ -11,22 +11,30 @@ from typing import Any, Literal
 import av
 import av.error
 import av.filter
+import numpy as np
 
 from vsr import (
     IMAGE_FORMATS,
+    Animation,
     Colour,
     Frame,
+    HdrMetadata,
     MediaInfo,
     Stage,
     StageRegister,
     VsrError,
+    animated_webp,
     ffmpeg_reason,
+    has_alpha,
     hookimpl,
     open_input,
+    read_hdr,
     read_still_tags,
-    to_rgb,
+    shown,
+    to_rgba,
     upright,
     video_stream,
+    webp_frames,
 )
 
 
@@ -67,6 +75,8 @@ class PyAVDecoder(Stage):
 
     def probe(self) -> MediaInfo:
         path = self.job.input
+        if (animation := animated_webp(path)) is not None:
+            return _animation_info(animation)
         with open_input(path) as container:
             stream = video_stream(container, path, self.options.video_track)
             cc = stream.codec_context
@@ -78,8 +88,8 @@ class PyAVDecoder(Stage):
                 duration = container.duration / av.time_base
             frames = stream.frames or (round(duration * rate) if duration and rate else None)
             fmt_name = container.format.name.split(",")[0]
-            matrix, interlaced = _first_frame(container, stream)
-            mode = self._deinterlacing(stream, interlaced)
+            first = _first_frame(container, stream)
+            mode = self._deinterlacing(stream, first.interlaced)
             if mode:
                 order = {2: "top field first", 3: "bottom field first"}.get(int(cc.field_order or 0), "flagged frames")
                 self.job.log.info("interlaced source (%s): deinterlacing with bwdif at %s rate", order, mode)
@@ -103,15 +113,21 @@ class PyAVDecoder(Stage):
                 codec_name=cc.name,
                 video_stream_index=stream.index,
                 sample_aspect_ratio=_sample_aspect_ratio(stream),
-                display_matrix=matrix,
+                display_matrix=first.matrix,
                 deinterlace=mode,
                 cover_art=any(s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video),
                 start_offset=max(Fraction(container.start_time or 0, av.time_base), Fraction(0)),
                 still=still,
+                alpha=_alpha_decoder(stream) is not None
+                or (first.alpha and (fmt_name not in _CHECK_ALPHA or first.see_through)),
+                hdr=first.hdr,
             )
 
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         job = self.job
+        if job.media is not None and job.media.format_name == ANIMATED_WEBP:
+            yield from self._animation()
+            return
         for seek in (True, False) if job.start_index > 0 and job.after_pts is not None else (False,):
             for frame in self._decode(seek):
                 if frame is _SEEK_MISSED:
@@ -120,6 +136,20 @@ class PyAVDecoder(Stage):
                 yield frame
             else:
                 return
+
+    def _animation(self) -> Iterator[Frame]:
+        """An animated WebP's frames (Pillow), from the job's resume point to its end point."""
+        job, media = self.job, self.job.media
+        assert media is not None and media.frames is not None
+        times = animated_webp(job.input)
+        if times is None:
+            raise VsrError(f"{shown(job.input)}: the animated WebP changed while it was read")
+        pictures = webp_frames(job.input, media.alpha)
+        for index, (pts, (pixels, alpha)) in enumerate(zip(times.times, pictures, strict=False)):
+            if job.until_pts is not None and pts >= job.until_pts:
+                break
+            if index >= job.start_index and (job.after_pts is None or pts > job.after_pts):
+                yield Frame(pixels, pts, media.time_base, media.colour, index, alpha=alpha)
 
     def frame_times(self) -> list[int] | None:
         """Every frame's pts, from the packets alone (sorted: B-frames come out of order).
@@ -172,6 +202,11 @@ class PyAVDecoder(Stage):
             media = job.media
             mode = media.deinterlace if media is not None else self._deinterlacing(stream, False)
             deinterlacer = _Deinterlacer(stream, mode) if mode else None
+            decoder = None
+            if media is not None and media.alpha and (name := _alpha_decoder(stream)):
+                decoder = av.CodecContext.create(name, "r")  # FFmpeg's own VP8/VP9 decoders drop the alpha plane
+                decoder.width, decoder.height = stream.codec_context.width, stream.codec_context.height
+                decoder.thread_type = self.options.thread_type
             source_tb = stream.time_base or Fraction(1, 25)
             time_base = source_tb / 2 if mode == "field" else source_tb  # fields: twice the frames, half the step
             step = max(1, _frame_step(stream, source_tb) // (2 if mode == "field" else 1))
@@ -187,7 +222,7 @@ class PyAVDecoder(Stage):
                     return
             first = True
             try:
-                for av_frame in _decoded(container, stream, deinterlacer, packets):
+                for av_frame in _decoded(container, stream, deinterlacer, packets, decoder):
                     pts = av_frame.pts
                     if pts is None:
                         if seek:  # timestamps needed to find the resume point: count frames instead
@@ -244,19 +279,26 @@ class PyAVDecoder(Stage):
             )
 
     def _to_frame(self, av_frame: Any, pts: int, time_base: Fraction, index: int) -> Frame:
-        pixels, colour = to_rgb(av_frame)
-        still = self.job.media.still if self.job.media is not None else None
+        media = self.job.media
+        pixels, alpha, colour = to_rgba(av_frame, alpha=media is not None and media.alpha)
+        still = media.still if media is not None else None
         if still is not None and still.orientation != 1:  # a phone photo: upscaled as it is shown
             pixels = upright(pixels, still.orientation)
-        return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index)
+            alpha = None if alpha is None else upright(alpha, still.orientation)
+        return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index, alpha=alpha)
 
 
-def _decoded(container: Any, stream: Any, deinterlacer: _Deinterlacer | None, packets: list[int]) -> Iterator[Any]:
-    """The stream's decoded frames, deinterlaced if asked; counts the packets read in ``packets[0]``."""
+def _decoded(
+    container: Any, stream: Any, deinterlacer: _Deinterlacer | None, packets: list[int], decoder: Any = None
+) -> Iterator[Any]:
+    """The stream's decoded frames, deinterlaced if asked; counts the packets read in ``packets[0]``.
+
+    ``decoder``: a codec context to decode with instead of the stream's own (libvpx for VP9 with alpha).
+    """
     for packet in container.demux(stream):
         if packet.size:
             packets[0] += 1
-        for frame in packet.decode():
+        for frame in packet.decode() if decoder is None else decoder.decode(packet):
             yield from deinterlacer.push(frame) if deinterlacer else (frame,)
     if deinterlacer:
         yield from deinterlacer.flush()
@@ -307,22 +349,78 @@ def _sample_aspect_ratio(stream: Any) -> Fraction | None:
     return None
 
 
-def _first_frame(container: Any, stream: Any) -> tuple[tuple[int, ...] | None, bool]:
-    """What the first frame tells: the display matrix of a phone clip (None when upright), and interlacing.
+#: ``MediaInfo.format_name`` of an animated WebP (read with Pillow: FFmpeg reads still WebP only).
+ANIMATED_WEBP = "webp_anim"
+
+
+def _animation_info(animation: Animation) -> MediaInfo:
+    frames = len(animation.times)
+    duration = Fraction(animation.duration_ms, 1000)
+    return MediaInfo(
+        width=animation.width,
+        height=animation.height,
+        time_base=Fraction(1, 1000),
+        frame_rate=(frames / duration).limit_denominator(1001) if duration else None,
+        frames=frames,
+        duration=float(duration),
+        colour=Colour(),
+        format_name=ANIMATED_WEBP,
+        codec_name="webp",
+        alpha=animation.alpha,
+    )
+
+
+@dataclass(frozen=True)
+class _FirstFrame:
+    """What the first frame tells: the display matrix of a phone clip (None when upright), interlacing,
+    HDR metadata, and whether it has an alpha plane (``alpha``) with any pixel not fully opaque
+    (``see_through``)."""
+
+    matrix: tuple[int, ...] | None = None
+    interlaced: bool = False
+    hdr: HdrMetadata | None = None
+    alpha: bool = False
+    see_through: bool = False
+
+
+#: Formats whose decoders hand out an alpha plane whether the picture uses it or not (GIF is always bgra):
+#: they have transparency only if the first picture shows some.
+_CHECK_ALPHA = {"gif", "png_pipe", "webp_pipe", "tiff_pipe", "apng", "image2"}
+
+
+def _alpha_decoder(stream: Any) -> str | None:
+    """libvpx's decoder for a VP8/VP9 stream with an alpha plane (WebM's ``alpha_mode``), else None."""
+    alpha_mode = next((v for k, v in stream.metadata.items() if k.lower() == "alpha_mode"), "0")
+    if alpha_mode.strip() != "1":
+        return None
+    return {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(stream.codec_context.name)
+
+
+def _first_frame(container: Any, stream: Any) -> _FirstFrame:
+    """What the first frame tells (see :class:`_FirstFrame`).
 
     FFmpeg hands the container's matrix (MP4/MOV ``tkhd``, Matroska projection)
-    to decoded frames as side data.
+    and HDR metadata to decoded frames as side data.
     """
     try:
         for frame in container.decode(stream):
             matrix = None
-            for data in frame.side_data:
-                if "DISPLAYMATRIX" in str(data.type):
-                    matrix = struct.unpack("=9i", bytes(data)[:36])
-            return (None if matrix == _IDENTITY else matrix), bool(frame.interlaced_frame)
+            for i in range(len(frame.side_data)):
+                try:
+                    data = frame.side_data[i]
+                    if "DISPLAYMATRIX" in str(data.type):
+                        matrix = struct.unpack("=9i", bytes(data)[:36])
+                except ValueError:  # a side data type PyAV does not know
+                    continue
+            alpha = has_alpha(frame.format.name)
+            plane = to_rgba(frame)[1] if alpha else None
+            see_through = plane is not None and int(plane.min()) < np.iinfo(plane.dtype).max
+            interlaced = bool(frame.interlaced_frame)
+            matrix = None if matrix == _IDENTITY else matrix
+            return _FirstFrame(matrix, interlaced, read_hdr(frame), alpha, see_through)
     except (av.error.FFmpegError, struct.error, ValueError):
         pass  # a file that does not decode is refused, with its reason, when its frames are read
-    return None, False
+    return _FirstFrame()
 
 
 _IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)

@@ -10,10 +10,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import av.error
+import av.filter
 import numpy as np
 
 from vsr import (
@@ -21,6 +22,7 @@ from vsr import (
     IMAGE_CODECS,
     IMAGE_SUFFIXES,
     RANGE_PC,
+    TRC_PQ,
     Colour,
     Frame,
     Remuxer,
@@ -38,6 +40,7 @@ from vsr import (
     copy_description,
     embed_still_tags,
     ffmpeg_reason,
+    has_alpha,
     holds,
     hookimpl,
     mux,
@@ -118,6 +121,12 @@ class EncodeOptions:
     """Further encoder options (an allow-list: ALLOWED_OPTIONS; none that names a file), passed to FFmpeg."""
     copy_streams: bool = True
     """Copy audio, subtitle and attachment streams of the input unchanged."""
+    alpha: Literal["auto", "keep", "drop"] = "auto"
+    """A transparent source's alpha: "auto" keeps it where the output's codec holds it (VP9, ProRes 4444, FFV1,
+    QuickTime Animation, PNG; PNG, TIFF and WebP stills), else warns that it is dropped; "keep" also picks a codec
+    that holds it (VP9 in .webm/.mkv, ProRes 4444 in .mov) or refuses the run before any work; "drop": opaque."""
+    quality: int = 95
+    """JPEG and WebP stills: quality from 1 to 100 (100: the least loss; JPEG 95 is FFmpeg's qscale 2)."""
 
     def validate(self) -> str | None:
         try:
@@ -144,7 +153,7 @@ class EncodeOptions:
         for key, value in self.options.items():
             if (problem := _option_problem(str(key), str(value))) is not None:
                 return problem
-        return None
+        return None if 1 <= self.quality <= 100 else "quality must be from 1 to 100"
 
 
 @contextlib.contextmanager
@@ -162,6 +171,50 @@ def _writing(output: Path, what: str) -> Iterator[None]:
         raise kind(f"{shown(output)}: {what} failed ({ffmpeg_reason(exc)})") from None
 
 
+#: Encoders that hold transparency, and the pixel format with alpha they get for it.
+ALPHA_FORMATS = {
+    "gif": "pal8",  # one palette entry is transparent (1-bit alpha, cut at half)
+    "apng": "rgba",
+    "libwebp_anim": "yuva420p",
+    "libvpx-vp9": "yuva420p",
+    "libvpx": "yuva420p",
+    "prores_ks": "yuva444p10le",
+    "ffv1": "yuva444p",
+    "qtrle": "argb",
+    "png": "rgba",
+}
+_ALPHA_OPTIONS = {"prores_ks": {"profile": "4444"}}
+#: The animated-picture encoders and the pixel format of an opaque picture (GIF's palette is made per frame).
+_ANIMATION_FORMATS = {"gif": "pal8", "apng": "rgb24", "libwebp_anim": "yuv420p"}
+#: Their muxers' option for "loop for ever", as the players of stickers and animations expect.
+_LOOP_FOREVER = {"gif": {"loop": "0"}, "apng": {"plays": "0"}, "webp": {"loop": "0"}}
+#: What ``alpha = "keep"`` encodes with, per container, where the preset's codec holds no alpha.
+KEEP_ALPHA = {"webm": "libvpx-vp9", "matroska": "libvpx-vp9", "mov": "prores_ks"}
+#: Encoders that write HDR10's static metadata into the stream, and the option that carries it.
+_HDR_PARAMS = {"libx265": "x265-params", "libsvtav1": "svtav1-params"}
+
+
+def keeps_alpha(opts: EncodeOptions) -> bool:
+    """Whether ``opts`` write transparency: a pixel format with alpha, or GIF's transparent palette entry."""
+    return has_alpha(opts.pix_fmt) or (opts.codec == "gif" and opts.alpha != "drop")
+
+
+def _bits(pix_fmt: str) -> int:
+    try:
+        return max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
+    except (ValueError, av.error.FFmpegError):
+        return 8
+
+
+def to_x265(opts: EncodeOptions) -> EncodeOptions:
+    """x264 options carried over to x265: CRF 5 higher (x265's CRF 28 looks like x264's 23, at about half the
+    size, says FFmpeg's H.265 guide), the same speed name, the tune where x265 has it; x264-params go."""
+    crf = None if opts.crf is None else min(51, opts.crf + 5)
+    tune = opts.tune if opts.tune in _TUNES["libx265"] else None
+    kept = {k: v for k, v in opts.options.items() if k != "x264-params"}
+    return replace(opts, codec="libx265", crf=crf, tune=tune, options=kept)
+
+
 #: x264/x265 speed names -> libvpx-vp9's cpu-used: 4-5 with row-mt keeps VP9 at a useful throughput.
 _VP9_SPEED = {"ultrafast": 5, "superfast": 5, "veryfast": 5, "faster": 5, "fast": 4, "medium": 4}
 
@@ -172,6 +225,12 @@ def for_container_codec(opts: EncodeOptions, codec: str) -> EncodeOptions:
     Quality and speed keep their meaning: CRF on x264's scale maps to VP9's (18 -> 31, the level libvpx's
     own guide gives for visually lossless HD); x264/x265 tunes and params have no VP9 counterpart and go.
     """
+    if codec == "prores_ks":  # no CRF or speed: the profile decides
+        return replace(opts, codec=codec, crf=None, speed=None, tune=None, options={})
+    if codec in _ANIMATION_FORMATS:  # GIF, APNG, animated WebP: their own pixel format, no rate control
+        return replace(
+            opts, codec=codec, pix_fmt=_ANIMATION_FORMATS[codec], crf=None, speed=None, tune=None, options={}
+        )
     if codec != "libvpx-vp9":
         return replace(opts, codec=codec, tune=None, options={})
     crf = None if opts.crf is None else max(0, min(63, round(opts.crf * 1.4 + 6)))
@@ -187,6 +246,13 @@ class PyAVEncoder(Stage, SegmentedEncoder):
     description = "FFmpeg encoder (PyAV): x264/x265/SVT-AV1/any encoder, keeps timestamps, audio and subtitles"
     Options = EncodeOptions
 
+    @property
+    def _still(self) -> bool:
+        """Whether the output is a still image (a .webp of an animation or a video is an animated WebP)."""
+        media = self.job.media
+        moving = media is not None and not media.is_image and self.job.final_output.suffix.lower() == ".webp"
+        return self.job.final_output.suffix.lower() in IMAGE_SUFFIXES and not moving
+
     @functools.cached_property
     def settings(self) -> EncodeOptions:
         """The options for this output: the preset's, or the container's own codec where it cannot hold that.
@@ -196,34 +262,105 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                 (``--set encode.codec``), or that no codec of the container's replaces.
         """
         opts, output = self.options, self.job.final_output
-        if not output.name or output.suffix.lower() in IMAGE_SUFFIXES:
+        if not output.name or self._still:
             return opts
         fmt = container_format(output)
-        if holds(fmt, opts.codec):
+        if not holds(fmt, opts.codec):
+            fitting = CONTAINER_CODECS.get(fmt)
+            if "codec" in self.job.pinned or fitting is None:
+                instead = f"choose a codec it holds (--set encode.codec={fitting[0]})" if fitting else "choose another"
+                raise UsageError(
+                    f"{shown(output)}: the {fmt} container cannot hold {opts.codec}; {instead}, or another suffix "
+                    "(.mkv holds any codec)"
+                )
+            opts = for_container_codec(opts, fitting[0])
+        return self._deep(self._transparent(opts, fmt), fmt)
+
+    def _transparent(self, opts: EncodeOptions, fmt: str) -> EncodeOptions:
+        """``opts`` with a pixel format (and, for ``alpha = "keep"``, a codec) that holds a source's alpha."""
+        media = self.job.media
+        if media is None or not media.alpha or opts.alpha == "drop" or has_alpha(opts.pix_fmt):
             return opts
-        fitting = CONTAINER_CODECS.get(fmt)
-        if "codec" in self.job.pinned or fitting is None:
-            instead = f"choose a codec it holds (--set encode.codec={fitting[0]})" if fitting else "choose another"
-            raise UsageError(
-                f"{shown(output)}: the {fmt} container cannot hold {opts.codec}; {instead}, or another suffix "
-                "(.mkv holds any codec)"
-            )
-        return for_container_codec(opts, fitting[0])
+        if opts.codec not in ALPHA_FORMATS and opts.alpha == "keep":
+            codec = KEEP_ALPHA.get(fmt)
+            if codec is None or "codec" in self.job.pinned:
+                where = "no codec of the {fmt} container" if codec is None else f"{opts.codec}"
+                raise UsageError(
+                    f"{shown(self.job.input)} has transparency, which {where.format(fmt=fmt)} can hold "
+                    "(encode.alpha = keep): write .mov (ProRes 4444), .webm or .mkv (VP9), or --set encode.alpha=drop"
+                )
+            opts = for_container_codec(opts, codec)
+        if opts.codec not in ALPHA_FORMATS:
+            return opts  # auto: dropped, with a warning (check_output)
+        options = {**opts.options, **_ALPHA_OPTIONS.get(opts.codec, {})}
+        return replace(opts, pix_fmt=ALPHA_FORMATS[opts.codec], options=options)
+
+    def _deep(self, opts: EncodeOptions, fmt: str) -> EncodeOptions:
+        """``opts`` at 10 bits for a source deeper than 8 (x264 becomes x265: High 10 plays in too few players),
+        unless the command line named the pixel format."""
+        media = self.job.media
+        if media is None or media.bit_depth <= 8 or _bits(opts.pix_fmt) > 8 or "pix_fmt" in self.job.pinned:
+            return opts
+        if opts.codec == "libx264" and "codec" not in self.job.pinned and holds(fmt, "libx265"):
+            opts = to_x265(opts)
+        deep = opts.pix_fmt.replace("p", "p10le", 1) if opts.pix_fmt.endswith("p") else ""
+        formats = {f.name for f in av.Codec(opts.codec, "w").video_formats or ()}
+        return replace(opts, pix_fmt=deep) if deep in formats else opts
 
     def check_output(self, width: int, height: int) -> None:
         """Refuse a container, codec or size the encoder cannot write; warn about one beyond its standard's top
         level."""
-        opts = self.settings
+        if self._still:
+            self._check_image_alpha()
+            return
+        opts, media, log, name = self.settings, self.job.media, self.job.log, shown(self.job.input.name)
+        fmt = container_format(self.job.final_output)
         if opts.codec != self.options.codec:
-            fmt = container_format(self.job.final_output)
-            self.job.log.info(
-                "%s holds no %s: encoding %s (crf %s, speed %s) instead",
-                fmt, self.options.codec, opts.codec, opts.crf, opts.speed,
-            )  # fmt: skip
+            log.info("%s: encoding %s (crf %s, speed %s) instead", self._why_codec(fmt), opts.codec, opts.crf,
+                     opts.speed)  # fmt: skip
+        if media is not None:
+            if media.alpha and not keeps_alpha(opts) and opts.alpha != "drop":
+                log.warning(
+                    "%s has transparency (alpha), which %s in %s cannot hold: the output is opaque; --set "
+                    "encode.alpha=keep writes ProRes 4444 in .mov or VP9 in .webm/.mkv", name, opts.codec, fmt
+                )  # fmt: skip
+            if media.bit_depth > 8 and _bits(opts.pix_fmt) <= 8:
+                log.warning("%s is %d-bit; encoding %s at 8 bits (%s) may show banding", name, media.bit_depth,
+                            opts.codec, opts.pix_fmt)  # fmt: skip
+            hdr = media.hdr
+            if hdr is not None and hdr.static and media.colour.transfer == TRC_PQ and opts.codec not in _HDR_PARAMS:
+                log.warning("%s: %s cannot carry HDR10's mastering display and light level metadata; libx265 and "
+                            "libsvtav1 can", name, opts.codec)  # fmt: skip
+            if hdr is not None and hdr.dynamic:
+                log.warning("%s carries %s dynamic metadata, which vsr drops: the output is %s", name,
+                            " and ".join(hdr.dynamic), "HDR10" if hdr.static else "its base layer")  # fmt: skip
         check_size(opts.codec, opts.pix_fmt, self._codec_options(), width, height, self.job.log)
 
+    def _why_codec(self, fmt: str) -> str:
+        """Why :attr:`settings` chose another codec than the preset's."""
+        media = self.job.media
+        if not holds(fmt, self.options.codec):
+            return f"{fmt} holds no {self.options.codec}"
+        if media is not None and media.alpha and keeps_alpha(self.settings):
+            return f"{self.options.codec} holds no transparency (encode.alpha = keep)"
+        bits = media.bit_depth if media else 10
+        return f"the source is {bits}-bit and {self.options.codec} at 10 bits plays in few players"
+
+    def _check_image_alpha(self) -> None:
+        """Warn that a still format drops a source's transparency; refuse it for ``alpha = "keep"``."""
+        media, opts, suffix = self.job.media, self.options, self.job.final_output.suffix
+        if media is None or not media.alpha or opts.alpha == "drop" or IMAGE_CODECS[suffix.lower()][3] is not None:
+            return
+        if opts.alpha == "keep":
+            raise UsageError(
+                f"{shown(self.job.input)} has transparency, which {suffix} cannot hold (encode.alpha = keep): "
+                "write .png, .tif or .webp, or --set encode.alpha=drop"
+            )
+        name = shown(self.job.input.name)
+        self.job.log.warning("%s has transparency (alpha), which %s cannot hold: the output is opaque", name, suffix)
+
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        if self.job.final_output.suffix.lower() in IMAGE_SUFFIXES:
+        if self._still:
             yield from self._write_image(frames)
         else:
             yield from self._write_video(frames)
@@ -232,16 +369,21 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         first = next(iter(frames), None)
         if first is None:
             raise VsrError(f"{self.job.input}: no frame to write")
-        codec, pix_fmt_8, pix_fmt_16 = IMAGE_CODECS[self.job.final_output.suffix.lower()]
+        codec, rgb8, rgb16, rgba8, rgba16 = IMAGE_CODECS[self.job.final_output.suffix.lower()]
         deep = first.pixels.dtype == np.uint16
-        pix_fmt = pix_fmt_16 if deep else pix_fmt_8
-        image = av.VideoFrame.from_ndarray(first.pixels, format="rgb48le" if deep else "rgb24")
+        transparent = first.alpha is not None and rgba8 is not None and self.options.alpha != "drop"
+        pix_fmt = str((rgba16 if deep else rgba8) if transparent else (rgb16 if deep else rgb8))
+        image = rgb_frame(first, transparent)
         ctx = av.CodecContext.create(codec, "w")
         ctx.width, ctx.height, ctx.pix_fmt = first.width, first.height, pix_fmt
         ctx.time_base = Fraction(1, 25)
+        quality = self.options.quality
         if codec == "mjpeg":
-            ctx.options = {"qmin": "1", "qmax": "2"}
+            qscale = str(1 + round((100 - quality) * 30 / 99))  # 100 -> 1, 95 -> 2, 75 -> 9, 1 -> 31
+            ctx.options = {"qmin": qscale, "qmax": qscale}
             ctx.color_range = RANGE_PC
+        elif codec == "libwebp":
+            ctx.options = {"quality": str(quality)}
         image = image.reformat(format=pix_fmt)
         try:
             data = b"".join(bytes(packet) for packet in ctx.encode(image) + ctx.encode(None))
@@ -286,6 +428,12 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         if opts.tune:
             codec_options["tune"] = opts.tune
         codec_options.update(opts.options)
+        media = self.job.media
+        hdr = media.hdr if media is not None and media.colour.transfer == TRC_PQ else None
+        if hdr is not None and hdr.static and opts.codec in _HDR_PARAMS:  # HDR10's static metadata, in the stream
+            key = _HDR_PARAMS[opts.codec]
+            extra = hdr.x265_params() if opts.codec == "libx265" else hdr.svtav1_params()
+            codec_options[key] = ":".join(filter(None, [codec_options.get(key, ""), *extra]))
         if opts.codec == "libx265":  # x265 prints its settings to stderr unless told not to
             params = codec_options.get("x265-params", "")
             codec_options["x265-params"] = f"log-level=error:{params}" if params else "log-level=error"
@@ -306,6 +454,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                 # MP4/QuickTime keep only known keys otherwise; FFmpeg then writes no cover art, which wins
                 flags.append("use_metadata_tags")
             options["movflags"] = "+" + "+".join(flags)
+        if final:
+            options.update(_LOOP_FOREVER.get(container_format(self.job.final_output), {}))
         try:
             output = av.open(str(path), mode="w", options=options)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
@@ -323,7 +473,9 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             output.close()
             raise
         offset = self.job.media.start_offset if self.job.media else Fraction(0)
-        return _VideoOut(output, stream, colour, self.settings.pix_fmt, first, round(offset / first.time_base))
+        opts, media = self.settings, self.job.media
+        alpha = keeps_alpha(opts) and (opts.codec != "gif" or (media is not None and media.alpha))
+        return _VideoOut(output, stream, colour, opts.pix_fmt, first, round(offset / first.time_base), alpha)
 
     def _write_video(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         iterator = iter(frames)
@@ -369,8 +521,15 @@ class PyAVEncoder(Stage, SegmentedEncoder):
     # === Segments (vsr.segments.SegmentedEncoder) ===
 
     def segment_suffix(self) -> str:
-        """``.mp4`` or ``.mov``, whichever holds the codec (MP4 first: QuickTime refuses AV1); ``""``: neither."""
-        return segment_suffix(self.settings.codec)
+        """``.mp4`` or ``.mov``, whichever holds the codec (MP4 first: QuickTime refuses AV1); ``""``: neither.
+
+        VP8/VP9's alpha travels beside the picture (Matroska's block additions), which MP4 drops: such an
+        output is written in one go, without segments.
+        """
+        opts = self.settings
+        if opts.codec in ("libvpx", "libvpx-vp9") and has_alpha(opts.pix_fmt):
+            return ""
+        return segment_suffix(opts.codec)
 
     def open_segment(self, path: Path, first: Frame) -> SegmentWriter:
         """MP4/QuickTime keep each packet's pts and dts (B-frames' negative dts included) exactly, relative to
@@ -390,6 +549,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                     # codec context needed, so decoder-only codec names (libdav1d for AV1) do not matter
                     stream = container.add_stream_from_template(template, opaque=True)
                     stream.time_base = segments[0].timing.time_base
+                    if container.format.name in ("mov", "mp4"):  # ProRes' tag is its profile (ap4h: 4444, alpha)
+                        stream.codec_tag = template.codec_tag
                     if job.media and job.media.display_matrix:
                         stream.set_display_matrix(list(job.media.display_matrix))
                 source, remux = self._source(container, stream)
@@ -449,25 +610,77 @@ class _Segment(SegmentWriter):
 class _VideoOut:
     """An output container with one video stream, and the RGB-to-YUV conversion into it."""
 
-    def __init__(self, output: Any, stream: Any, colour: Colour, pix_fmt: str, first: Frame, shift: int) -> None:
+    def __init__(
+        self, output: Any, stream: Any, colour: Colour, pix_fmt: str, first: Frame, shift: int, alpha: bool
+    ) -> None:
         self.output, self.stream, self.colour, self.pix_fmt = output, stream, colour, pix_fmt
         self.shift = shift  # ticks every pts moves back: outputs start at 0 (see MediaInfo.start_offset)
         self.stream_tb = first.time_base  # the encoder's packets come in the frames' time base
         self.src_format = "rgb48le" if first.pixels.dtype == np.uint16 else "rgb24"
         self.matrix = sws_matrix(colour.matrix)
+        self.alpha = alpha
+        self.palette = _Palette(first, alpha) if pix_fmt == "pal8" else None
 
     def encode(self, frame: Frame) -> list[Any]:
         fmt = "rgb48le" if frame.pixels.dtype == np.uint16 else "rgb24"
         if fmt != self.src_format or (frame.width, frame.height) != (self.stream.width, self.stream.height):
             raise VsrError("frame size or depth changed mid-stream; vsr cannot encode that yet")
-        vf = av.VideoFrame.from_ndarray(frame.pixels, format=fmt)
-        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.colour.range)
+        vf = rgb_frame(frame, self.alpha)
+        if self.palette is None:
+            vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.colour.range)
         vf.pts = None if frame.pts is None else frame.pts - self.shift
         vf.time_base = frame.time_base
+        if self.palette is not None:
+            return [p for paletted in self.palette.push(vf) for p in self.stream.encode(paletted)]
         return self.stream.encode(vf)
 
     def flush(self) -> list[Any]:
-        return self.stream.encode(None)
+        rest = [p for paletted in self.palette.push(None) for p in self.stream.encode(paletted)] if self.palette else []
+        return rest + self.stream.encode(None)
+
+
+class _Palette:
+    """RGB(A) frames to GIF's 256 colours, a palette made for each frame (FFmpeg's palettegen and paletteuse),
+    with one entry for transparency where the source has it."""
+
+    def __init__(self, first: Frame, alpha: bool) -> None:
+        self.graph = av.filter.Graph()
+        source = self.graph.add_buffer(width=first.width, height=first.height, format="rgba", time_base=first.time_base)
+        split = self.graph.add("split")
+        make = self.graph.add("palettegen", f"stats_mode=single:reserve_transparent={int(alpha)}")
+        use = self.graph.add("paletteuse", "new=1:alpha_threshold=128")
+        sink = self.graph.add("buffersink")
+        source.link_to(split)
+        split.link_to(make, 0, 0)
+        split.link_to(use, 1, 0)
+        make.link_to(use, 0, 1)
+        use.link_to(sink)
+        self.graph.configure()
+
+    def push(self, frame: Any) -> list[Any]:
+        """The paletted frames ready after ``frame`` (None: the end)."""
+        if frame is not None and frame.format.name != "rgba":
+            pts, time_base = frame.pts, frame.time_base
+            frame = frame.reformat(format="rgba")
+            frame.pts, frame.time_base = pts, time_base
+        self.graph.vpush(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.vpull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+
+
+def rgb_frame(frame: Frame, alpha: bool) -> Any:
+    """``frame``'s pixels as a PyAV frame: RGB, or RGBA with its alpha plane (opaque where it has none)."""
+    deep = frame.pixels.dtype == np.uint16
+    if not alpha:
+        return av.VideoFrame.from_ndarray(frame.pixels, format="rgb48le" if deep else "rgb24")
+    dtype = frame.pixels.dtype
+    plane = frame.alpha if frame.alpha is not None else np.full(frame.pixels.shape[:2], np.iinfo(dtype).max, dtype)
+    rgba = np.dstack([frame.pixels, plane.astype(dtype, copy=False)])
+    return av.VideoFrame.from_ndarray(rgba, format="rgba64le" if deep else "rgba")
 
 
 @hookimpl

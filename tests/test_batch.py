@@ -87,14 +87,14 @@ def test_batch_over_a_folder_then_again(library, tmp_path):
     assert len(_error_lines(first.stderr)) == len(BAD) + 1
     # the tree is mirrored; only finished outputs and vsr's records are left
     assert _files(out) == {
-        "a.x4.mp4", "odd.gif.x4.mkv", "deep.x4.mkv", "shows/s01/vfr.x4.mkv",
-        ".vsr/a.x4.mp4.json", ".vsr/odd.gif.x4.mkv.json", ".vsr/deep.x4.mkv.json", "shows/s01/.vsr/vfr.x4.mkv.json",
+        "a.x4.mp4", "odd.x4.gif", "deep.x4.mkv", "shows/s01/vfr.x4.mkv",
+        ".vsr/a.x4.mp4.json", ".vsr/odd.x4.gif.json", ".vsr/deep.x4.mkv.json", "shows/s01/.vsr/vfr.x4.mkv.json",
     }  # fmt: skip
     assert not (out / "shows" / ".vsr").exists()  # failures leave no state behind
     assert entries["a.mp4"]["frames"] == 12 and entries["a.mp4"]["fps"] > 0
     v = next(s for s in streams(out / "deep.x4.mkv") if s["codec_type"] == "video")
     assert (v["width"], v["height"]) == (256, 144)
-    g = next(s for s in streams(out / "odd.gif.x4.mkv") if s["codec_type"] == "video")
+    g = next(s for s in streams(out / "odd.x4.gif") if s["codec_type"] == "video")
     assert (g["width"], g["height"]) == (132, 68)
     assert video_pts(out / "shows" / "s01" / "vfr.x4.mkv") == video_pts(library / "shows" / "s01" / "vfr.mkv")
 

@@ -78,7 +78,7 @@ def test_truncated_file_fails_and_leaves_nothing(cases):
     ("args", "needle"),
     [
         (["--preset", "nope"], "unknown preset 'nope'"),
-        (["--set", "upscale.tyle=3"], "unknown option tyle for upscale stage 'esrgan' (known options: batch"),
+        (["--set", "upscale.tyle=3"], "unknown option tyle for upscale stage 'esrgan' (known options: alpha, batch"),
         (["--set", "upscale.tile=big"], "option tile for upscale stage 'esrgan' must be int | 'auto'"),
         (["--set", "upscale.model=nope"], "unknown model 'nope'"),
         (["--set", "encode.codec=nope"], "unknown encoder 'nope'"),

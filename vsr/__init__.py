@@ -38,7 +38,9 @@ _EXPORTS = {
     "Frame": "vsr.frame",
     "Colour": "vsr.frame",
     "RANGE_PC": "vsr.frame",
+    "TRC_PQ": "vsr.frame",
     "to_levels": "vsr.frame",
+    "from_levels": "vsr.frame",
     "VsrError": "vsr.errors",
     "UsageError": "vsr.errors",
     "WriteError": "vsr.errors",
@@ -57,6 +59,13 @@ _EXPORTS = {
     "open_input": "vsr.media",
     "video_stream": "vsr.media",
     "to_rgb": "vsr.media",
+    "to_rgba": "vsr.media",
+    "has_alpha": "vsr.media",
+    "Animation": "vsr.animation",
+    "animated_webp": "vsr.animation",
+    "webp_frames": "vsr.animation",
+    "HdrMetadata": "vsr.hdr",
+    "read_hdr": "vsr.hdr",
     "ffmpeg_reason": "vsr.media",
     "IMAGE_FORMATS": "vsr.media",
     "IMAGE_CODECS": "vsr.media",
@@ -121,6 +130,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time the names load on first use
+    from vsr.animation import Animation, animated_webp, webp_frames
     from vsr.backend import quiet_native_stderr
     from vsr.codecs import CONTAINER_CODECS, check_size, container_format, holds, segment_suffix
     from vsr.colour import output_colour, sws_matrix
@@ -128,9 +138,20 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time the names l
     from vsr.engine import Engine, KerasEngine, converted_digest, io_graph
     from vsr.errors import UsageError, VsrError, WriteError, resource_failure, shown
     from vsr.files import write_atomic
-    from vsr.frame import RANGE_PC, Colour, Frame, to_levels
+    from vsr.frame import RANGE_PC, TRC_PQ, Colour, Frame, from_levels, to_levels
+    from vsr.hdr import HdrMetadata, read_hdr
     from vsr.inference import build_upscaler
-    from vsr.media import IMAGE_CODECS, IMAGE_FORMATS, IMAGE_SUFFIXES, ffmpeg_reason, open_input, to_rgb, video_stream
+    from vsr.media import (
+        IMAGE_CODECS,
+        IMAGE_FORMATS,
+        IMAGE_SUFFIXES,
+        ffmpeg_reason,
+        has_alpha,
+        open_input,
+        to_rgb,
+        to_rgba,
+        video_stream,
+    )
     from vsr.metrics import content_change, hsv
     from vsr.models.build import build_network
     from vsr.models.converted import ConvertedModel

@@ -69,8 +69,14 @@ def segment_suffix(encoder: str) -> str:
 
 
 #: What a container that cannot hold the preset's codec gets instead: (video encoder, audio codec for streams
-#: it cannot copy). WebM holds only VP8/VP9/AV1 with Vorbis/Opus.
-CONTAINER_CODECS = {"webm": ("libvpx-vp9", "libopus")}
+#: it cannot copy, or None for none). WebM holds only VP8/VP9/AV1 with Vorbis/Opus; GIF, APNG and animated
+#: WebP hold their own pictures and no sound.
+CONTAINER_CODECS: dict[str, tuple[str, str | None]] = {
+    "webm": ("libvpx-vp9", "libopus"),
+    "gif": ("gif", None),
+    "apng": ("apng", None),
+    "webp": ("libwebp_anim", None),
+}
 
 
 def container_format(path: Path) -> str:

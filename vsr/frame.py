@@ -85,6 +85,10 @@ class Frame:
         time_base: unit of ``pts``.
         colour: colour description of the source.
         index: 0-based position of the frame in the decoded stream.
+        alpha: the transparency plane, ``H x W`` in the pixels' dtype (0:
+            transparent), for sources that have one; None for opaque video.
+            Upscalers scale it with the pixels; encoders write it where the
+            output holds transparency.
         source: for upscaled frames, the low-resolution pixels they were made
             from (set by upscalers; smoothers use it to find motion cheaply).
         carry: history that stages with memory need to go on after this
@@ -99,6 +103,7 @@ class Frame:
     colour: Colour
     index: int
     source: np.ndarray | None = None
+    alpha: np.ndarray | None = None
     carry: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     @property

@@ -17,23 +17,24 @@ from vsr.frame import Colour
 
 # === The one table of media suffixes ===
 #: Still images vsr reads and writes, by suffix: the encoder that writes them, and its pixel format for 8-bit
-#: and for 16-bit pictures.
-IMAGE_CODECS = {
-    ".png": ("png", "rgb24", "rgb48be"),
-    ".tif": ("tiff", "rgb24", "rgb48le"),
-    ".tiff": ("tiff", "rgb24", "rgb48le"),
-    ".bmp": ("bmp", "bgr24", "bgr24"),
-    ".webp": ("libwebp", "yuv420p", "yuv420p"),
-    ".jpg": ("mjpeg", "yuvj444p", "yuvj444p"),
-    ".jpeg": ("mjpeg", "yuvj444p", "yuvj444p"),
+#: and for 16-bit pictures, then for 8-bit and 16-bit pictures with transparency (None: the format has none).
+IMAGE_CODECS: dict[str, tuple[str, str, str, str | None, str | None]] = {
+    ".png": ("png", "rgb24", "rgb48be", "rgba", "rgba64be"),
+    ".tif": ("tiff", "rgb24", "rgb48le", "rgba", "rgba64le"),
+    ".tiff": ("tiff", "rgb24", "rgb48le", "rgba", "rgba64le"),
+    ".bmp": ("bmp", "bgr24", "bgr24", None, None),
+    ".webp": ("libwebp", "yuv420p", "yuv420p", "yuva420p", "yuva420p"),
+    ".jpg": ("mjpeg", "yuvj444p", "yuvj444p", None, None),
+    ".jpeg": ("mjpeg", "yuvj444p", "yuvj444p", None, None),
 }
 IMAGE_SUFFIXES = frozenset(IMAGE_CODECS)
 #: Suffixes a folder scan picks up unless --include says otherwise.
 VIDEO_SUFFIXES = frozenset(
-    ".mp4 .m4v .mkv .mov .avi .webm .wmv .flv .mpg .mpeg .m2v .ts .m2ts .mts .vob .3gp .ogv .mxf .y4m .gif".split()
-)
-#: Containers whose suffix a default output keeps; the others become .mkv, which holds any stream.
-KEEP_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm"})
+    ".mp4 .m4v .mkv .mov .avi .webm .wmv .flv .mpg .mpeg .m2v .ts .m2ts .mts .vob .3gp .ogv .mxf .y4m".split()
+) | {".gif", ".apng"}
+#: Containers whose suffix a default output keeps; the others become .mkv, which holds any stream. Animations
+#: (GIF, APNG; animated WebP as an image suffix) stay animations: stickers and loops are used where they are.
+KEEP_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".gif", ".apng"})
 IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "tiff_pipe", "webp_pipe", "jpegls_pipe"}
 
 
@@ -96,16 +97,31 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def has_alpha(pix_fmt: str | None) -> bool:
+    """Whether the FFmpeg pixel format ``pix_fmt`` carries transparency (an alpha plane)."""
+    try:
+        return pix_fmt is not None and any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.error.FFmpegError):
+        return False
+
+
 def to_rgb(av_frame: Any) -> tuple[Any, Colour]:
     """A decoded frame as ``H x W x 3`` RGB (uint8, or uint16 for deep formats) and its colour description.
 
     YUV is converted with the frame's own matrix and range; untagged frames
     get BT.709 from 720 lines up and BT.601 below (see :mod:`vsr.colour`).
     """
+    pixels, _, colour = to_rgba(av_frame, alpha=False)
+    return pixels, colour
+
+
+def to_rgba(av_frame: Any, alpha: bool = True) -> tuple[Any, Any, Colour]:
+    """As :func:`to_rgb`, with the frame's alpha plane (``H x W``, the pixels' dtype) where it has one, else None."""
     colour = Colour.of(av_frame)
     fmt = av_frame.format
     deep = max((c.bits for c in fmt.components), default=8) > 8
-    target = "rgb48le" if deep else "rgb24"
+    alpha = alpha and has_alpha(fmt.name)
+    target = ("rgba64le" if deep else "rgba") if alpha else ("rgb48le" if deep else "rgb24")
     if fmt.is_rgb:
         rgb = av_frame.reformat(format=target)
     else:
@@ -118,7 +134,7 @@ def to_rgb(av_frame: Any) -> tuple[Any, Colour]:
     pixels = rgb.to_ndarray()
     if pixels.ndim == 2:  # grey formats
         pixels = pixels[..., None].repeat(3, axis=2)
-    return pixels[..., :3], colour
+    return pixels[..., :3], (np.ascontiguousarray(pixels[..., 3]) if alpha else None), colour
 
 
 def read_png(path: Path) -> np.ndarray:

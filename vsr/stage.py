@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from vsr.frame import Colour, Frame
+from vsr.hdr import HdrMetadata
 from vsr.options import NoOptions
 from vsr.stills import StillTags
 
@@ -48,6 +49,10 @@ class MediaInfo:
     display_matrix: tuple[int, ...] | None = None
     #: a still's EXIF orientation, ICC profile and EXIF (width and height above are as it is shown)
     still: StillTags | None = None
+    #: whether the video has transparency (an alpha plane): decoders then set :attr:`Frame.alpha`
+    alpha: bool = False
+    #: HDR10's static metadata and the dynamic metadata (Dolby Vision, HDR10+) the source carries, or None
+    hdr: HdrMetadata | None = None
 
 
 @dataclass(frozen=True)

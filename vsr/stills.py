@@ -60,12 +60,12 @@ def read_still_tags(path: Path) -> StillTags:
 
 
 def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """``pixels`` (height, width, channels) turned as EXIF ``orientation`` says a viewer shows them."""
+    """``pixels`` (height, width[, channels]) turned as EXIF ``orientation`` says a viewer shows them."""
     turns = {
         2: lambda p: p[:, ::-1],
         3: lambda p: p[::-1, ::-1],
         4: lambda p: p[::-1],
-        5: lambda p: p.transpose(1, 0, 2),
+        5: lambda p: p.swapaxes(0, 1),
         6: lambda p: np.rot90(p, -1),
         7: lambda p: np.rot90(p, -1)[::-1],
         8: lambda p: np.rot90(p, 1),

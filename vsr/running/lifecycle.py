@@ -142,13 +142,13 @@ def check_destination(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VsrError(f"{shown(parent)}: output directory is not writable")
     image_out = output.suffix.lower() in IMAGE_SUFFIXES
-    if image_out and not media.is_image:
+    if image_out and not media.is_image and output.suffix.lower() != ".webp":  # .webp: an animated WebP
         raise UsageError(f"{shown(output)}: image output needs an image input; use a video suffix such as .mp4 or .mkv")
     if media.is_image and not image_out:
         example = default_output(input_path, plan.scale)
         raise UsageError(f"{shown(input_path)} is a still image: give an image output such as {shown(example)}")
-    if not media.is_image:  # container, codec and size: what the join will need
-        probing.encoder.check_output(media.width * plan.scale, media.height * plan.scale)
+    # container, codec and size: what the join will need; a still's format and its transparency
+    probing.encoder.check_output(media.width * plan.scale, media.height * plan.scale)
 
 
 def claim(
