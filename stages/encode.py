@@ -53,6 +53,9 @@ from vsr import (
     video_stream,
 )
 
+#: SVT-AV1 reads its log level once, the first time it is opened (the destination check may be that time).
+os.environ.setdefault("SVT_LOG", "1")  # errors only
+
 # Option names of the encoders whose rate control and speed we set by name.
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libaom-av1": "crf", "libvpx-vp9": "crf"}
 _SPEED_OPTION = {
@@ -437,8 +440,6 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         if opts.codec == "libx265":  # x265 prints its settings to stderr unless told not to
             params = codec_options.get("x265-params", "")
             codec_options["x265-params"] = f"log-level=error:{params}" if params else "log-level=error"
-        if opts.codec == "libsvtav1":
-            os.environ.setdefault("SVT_LOG", "1")  # errors only
         return codec_options
 
     def _create(self, path: Path, options: dict[str, str] | None = None) -> Any:
