@@ -19,6 +19,7 @@ from vsr import (
     KerasEngine,
     ModelSpec,
     Prepared,
+    RegionReuse,
     Registry,
     Stage,
     StageRegister,
@@ -48,6 +49,12 @@ class UpscaleOptions:
     """Bits per channel of the upscaled frames: 0 keeps the input's (8, or 16 for deep sources)."""
     engine: str = "auto"
     """What runs the network: "keras", "openvino" (if installed) or a plugin's; "auto": the fastest here."""
+    reuse: bool = True
+    """Run the network only where the picture changed (held cameras, title cards, animation on twos): the rest
+    of each frame is the previous output's (vsr.reuse, docs/upscaling.md)."""
+    reuse_threshold: float | Literal["auto"] = "auto"
+    """How much a block's input may change, in 8-bit levels, and still reuse its output; "auto": three times
+    the clip's noise, estimated as it plays, within 2..8."""
     alpha: Literal["network", "bicubic"] = "network"
     """How a transparent source's alpha plane is scaled: "network" (the model on alpha as grey, as Real-ESRGAN
     does: 6-9 dB closer to a 4x truth on a logo's edges, and the network's time again on frames whose alpha
@@ -62,6 +69,8 @@ class UpscaleOptions:
             return "batch must be from 1 to 64"
         if (self.tile != "auto" and self.tile > 8192) or (self.tile_pad != "auto" and self.tile_pad > 512):
             return "tile must be at most 8192 and tile_pad at most 512"
+        if self.reuse_threshold != "auto" and not 0 <= self.reuse_threshold <= 64:
+            return "reuse_threshold must be from 0 to 64 levels, or auto"
         return None
 
 
@@ -189,11 +198,21 @@ class ESRGANUpscaler(Stage):
         upscaler = self._build(first.pixels.dtype.itemsize > 1)
         per_call = upscaler.frames_per_call(first.height, first.width)
         scale = self.job.prepared.scale
+        opts = self.options
+        threshold = None if opts.reuse_threshold == "auto" else float(opts.reuse_threshold)
+        reuse = RegionReuse(scale, upscaler.pad, threshold, self.job.state) if opts.reuse else None
         for chunk in _chunks(itertools.chain([first], iterator), per_call):
-            outputs = upscaler.upscale([f.pixels for f in chunk])  # mixed sizes are grouped by shape inside
-            for frame, pixels in zip(chunk, outputs, strict=True):
+            pictures = [f.pixels for f in chunk]
+            if reuse is not None:
+                outputs = reuse.upscale(pictures, upscaler)
+            else:  # mixed sizes are grouped by shape inside
+                outputs = [(pixels, None) for pixels in upscaler.upscale(pictures)]
+            for frame, (pixels, state) in zip(chunk, outputs, strict=True):
                 alpha = None if frame.alpha is None else self._alpha(upscaler, frame.alpha, scale, pixels.dtype)
-                yield replace(frame, pixels=pixels, source=frame.pixels, alpha=alpha)
+                upscaled = replace(frame, pixels=pixels, source=frame.pixels, alpha=alpha)
+                yield upscaled if state is None else upscaled.carrying(self.job.role, state)
+        if reuse is not None:
+            self.job.log.info("%s", reuse.stats.summary())
 
     def _alpha(self, upscaler: Any, plane: np.ndarray, scale: int, dtype: np.dtype) -> np.ndarray:
         """A transparency plane scaled as the options say, in the upscaled pixels' dtype."""
