@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -145,11 +145,12 @@ class PyAVDecoder(Stage):
         if times is None:
             raise VsrError(f"{shown(job.input)}: the animated WebP changed while it was read")
         pictures = webp_frames(job.input, media.alpha)
-        for index, (pts, (pixels, alpha)) in enumerate(zip(times.times, pictures, strict=False)):
+        ends = [*times.times[1:], times.duration_ms]
+        for index, (pts, end, (pixels, alpha)) in enumerate(zip(times.times, ends, pictures, strict=False)):
             if job.until_pts is not None and pts >= job.until_pts:
                 break
             if index >= job.start_index and (job.after_pts is None or pts > job.after_pts):
-                yield Frame(pixels, pts, media.time_base, media.colour, index, alpha=alpha)
+                yield Frame(pixels, pts, media.time_base, media.colour, index, alpha=alpha, duration=end - pts)
 
     def frame_times(self) -> list[int] | None:
         """Every frame's pts, from the packets alone (sorted: B-frames come out of order).
@@ -285,7 +286,9 @@ class PyAVDecoder(Stage):
         if still is not None and still.orientation != 1:  # a phone photo: upscaled as it is shown
             pixels = upright(pixels, still.orientation)
             alpha = None if alpha is None else upright(alpha, still.orientation)
-        return Frame(pixels=pixels, pts=pts, time_base=time_base, colour=colour, index=index, alpha=alpha)
+        # a frame's own duration (an animation's last frame shows this long); deinterlaced frames get new ones
+        duration = int(av_frame.duration or 0) if media is None or not media.deinterlace else 0
+        return Frame(pixels, pts, time_base, colour, index, alpha=alpha, duration=duration or None)
 
 
 def _decoded(
@@ -364,6 +367,7 @@ def _animation_info(animation: Animation) -> MediaInfo:
         frames=frames,
         duration=float(duration),
         colour=Colour(),
+        is_image=frames == 1,  # one frame: a still that says it is an animation
         format_name=ANIMATED_WEBP,
         codec_name="webp",
         alpha=animation.alpha,
@@ -384,8 +388,10 @@ class _FirstFrame:
 
 
 #: Formats whose decoders hand out an alpha plane whether the picture uses it or not (GIF is always bgra):
-#: they have transparency only if the first picture shows some.
+#: they have transparency only if a picture shows some.
 _CHECK_ALPHA = {"gif", "png_pipe", "webp_pipe", "tiff_pipe", "apng", "image2"}
+#: Animations: every frame is looked at for transparency when the first shows none (they decode in moments).
+_ANIMATIONS = {"gif", "apng"}
 
 
 def _alpha_decoder(stream: Any) -> str | None:
@@ -397,30 +403,60 @@ def _alpha_decoder(stream: Any) -> str | None:
 
 
 def _first_frame(container: Any, stream: Any) -> _FirstFrame:
-    """What the first frame tells (see :class:`_FirstFrame`).
+    """What the first frame tells (see :class:`_FirstFrame`); for GIF and APNG, whether any frame is see-through.
 
     FFmpeg hands the container's matrix (MP4/MOV ``tkhd``, Matroska projection)
-    and HDR metadata to decoded frames as side data.
+    and HDR metadata to decoded frames as side data. A still's side data (ICC
+    profiles, EXIF) is not read: Pillow reads its tags (:mod:`vsr.stills`), and
+    PyAV fails on some of them.
     """
+    fmt = container.format.name.split(",")[0]
     try:
-        for frame in container.decode(stream):
-            matrix = None
-            for i in range(len(frame.side_data)):
-                try:
-                    data = frame.side_data[i]
-                    if "DISPLAYMATRIX" in str(data.type):
-                        matrix = struct.unpack("=9i", bytes(data)[:36])
-                except ValueError:  # a side data type PyAV does not know
-                    continue
-            alpha = has_alpha(frame.format.name)
-            plane = to_rgba(frame)[1] if alpha else None
-            see_through = plane is not None and int(plane.min()) < np.iinfo(plane.dtype).max
-            interlaced = bool(frame.interlaced_frame)
-            matrix = None if matrix == _IDENTITY else matrix
-            return _FirstFrame(matrix, interlaced, read_hdr(frame), alpha, see_through)
+        frames = container.decode(stream)
+        frame = next(frames, None)
+        if frame is None:
+            return _FirstFrame()
+        side = _FirstFrame() if fmt in IMAGE_FORMATS else _side_data(frame)
+        alpha = _alpha_plane(frame)
+        see_through = alpha is not None and int(alpha.min()) < np.iinfo(alpha.dtype).max
+        if fmt in _ANIMATIONS and not see_through:  # a sticker may turn transparent after its first frame
+            see_through = any(_see_through(later) for later in frames)
+        return replace(side, alpha=alpha is not None, see_through=see_through)
     except (av.error.FFmpegError, struct.error, ValueError):
         pass  # a file that does not decode is refused, with its reason, when its frames are read
     return _FirstFrame()
+
+
+def _alpha_plane(frame: Any) -> np.ndarray | None:
+    """``frame``'s alpha plane, for formats with alpha and palettes (a PNG's tRNS, GIF); else None."""
+    name = frame.format.name
+    return to_rgba(frame)[1] if has_alpha(name) or name == "pal8" else None
+
+
+def _see_through(frame: Any) -> bool:
+    alpha = _alpha_plane(frame)
+    return alpha is not None and int(alpha.min()) < np.iinfo(alpha.dtype).max
+
+
+def _side_data(frame: Any) -> _FirstFrame:
+    """The display matrix, interlacing and HDR metadata of a video's first frame."""
+    matrix = None
+    try:
+        count = len(frame.side_data)
+    except ValueError:  # a side data type PyAV does not know
+        count = 0
+    for i in range(count):
+        try:
+            data = frame.side_data[i]
+            if "DISPLAYMATRIX" in str(data.type):
+                matrix = struct.unpack("=9i", bytes(data)[:36])
+        except (ValueError, struct.error):
+            continue
+    try:
+        hdr = read_hdr(frame)
+    except ValueError:
+        hdr = None
+    return _FirstFrame(None if matrix == _IDENTITY else matrix, bool(frame.interlaced_frame), hdr)
 
 
 _IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)

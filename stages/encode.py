@@ -75,6 +75,13 @@ _CRF_RANGE = {
 }
 _X26X_SPEEDS = "ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split()
 _NUMERIC_SPEED = {"libsvtav1": (-2, 13), "libaom-av1": (0, 9), "libvpx-vp9": (-16, 16)}
+#: x264's speed names in the numeric encoders' scales (None: the encoder's own default), so a preset's
+#: ``speed = "veryfast"`` keeps its meaning when the codec is changed.
+NAMED_SPEEDS = {
+    "libsvtav1": dict(zip(_X26X_SPEEDS, [12, 11, 10, 9, 8, None, 6, 5, 4, 2], strict=True)),
+    "libvpx-vp9": dict(zip(_X26X_SPEEDS, [5, 5, 5, 5, 4, 4, 3, 2, 1, 0], strict=True)),
+    "libaom-av1": dict(zip(_X26X_SPEEDS, [8, 8, 7, 6, 5, None, 3, 2, 1, 0], strict=True)),
+}
 _TUNES = {
     "libx264": {"film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"},
     "libx265": {"psnr", "ssim", "grain", "zerolatency", "fastdecode", "animation"},
@@ -147,10 +154,10 @@ class EncodeOptions:
             return f"crf {self.crf} is outside {low}..{high} for {self.codec}"
         if self.codec in ("libx264", "libx265") and self.speed is not None and self.speed not in _X26X_SPEEDS:
             return f"speed {self.speed!r} is not one of {self.codec}'s: {', '.join(_X26X_SPEEDS)}"
-        if self.codec in _NUMERIC_SPEED and self.speed not in (None, "medium"):  # medium: the encoder's default
-            low, high = _NUMERIC_SPEED[self.codec]
+        if self.codec in _NUMERIC_SPEED and self.speed is not None and self.speed not in _X26X_SPEEDS:
+            low, high = _NUMERIC_SPEED[self.codec]  # x264's names are translated (NAMED_SPEEDS)
             if type(self.speed) is not int or not low <= self.speed <= high:
-                return f"speed for {self.codec} is a number from {low} to {high}, not {self.speed!r}"
+                return f"speed for {self.codec} is a number from {low} to {high} or x264's name, not {self.speed!r}"
         if self.tune is not None and self.codec in _TUNES and self.tune not in _TUNES[self.codec]:
             return f"tune {self.tune!r} is not one of {self.codec}'s: {', '.join(sorted(_TUNES[self.codec]))}"
         for key, value in self.options.items():
@@ -174,6 +181,8 @@ def _writing(output: Path, what: str) -> Iterator[None]:
         raise kind(f"{shown(output)}: {what} failed ({ffmpeg_reason(exc)})") from None
 
 
+#: Still suffixes that hold animations too: an animation or a video written to them is an animated WebP or PNG.
+ANIMATED_STILLS = (".webp", ".png")
 #: Encoders that hold transparency, and the pixel format with alpha they get for it.
 ALPHA_FORMATS = {
     "gif": "pal8",  # one palette entry is transparent (1-bit alpha, cut at half)
@@ -186,7 +195,12 @@ ALPHA_FORMATS = {
     "qtrle": "argb",
     "png": "rgba",
 }
-_ALPHA_OPTIONS = {"prores_ks": {"profile": "4444"}}
+_ALPHA_OPTIONS = {
+    "prores_ks": {"profile": "4444"},
+    # GIF: the encoder's own use of the transparent entry (for "unchanged since the last frame", and cropping to
+    # what changed) would hide the picture's own transparency
+    "gif": {"gifflags": "-offsetting-transdiff"},
+}
 #: The animated-picture encoders and the pixel format of an opaque picture (GIF's palette is made per frame).
 _ANIMATION_FORMATS = {"gif": "pal8", "apng": "rgb24", "libwebp_anim": "yuv420p"}
 #: Their muxers' option for "loop for ever", as the players of stickers and animations expect.
@@ -195,6 +209,10 @@ _LOOP_FOREVER = {"gif": {"loop": "0"}, "apng": {"plays": "0"}, "webp": {"loop": 
 KEEP_ALPHA = {"webm": "libvpx-vp9", "matroska": "libvpx-vp9", "mov": "prores_ks"}
 #: Encoders that write HDR10's static metadata into the stream, and the option that carries it.
 _HDR_PARAMS = {"libx265": "x265-params", "libsvtav1": "svtav1-params"}
+
+
+#: RGB pixel formats and their 16-bit counterparts (APNG, PNG in MOV).
+_DEEPER = {"rgb24": "rgb48be", "rgba": "rgba64be"}
 
 
 def keeps_alpha(opts: EncodeOptions) -> bool:
@@ -218,10 +236,6 @@ def to_x265(opts: EncodeOptions) -> EncodeOptions:
     return replace(opts, codec="libx265", crf=crf, tune=tune, options=kept)
 
 
-#: x264/x265 speed names -> libvpx-vp9's cpu-used: 4-5 with row-mt keeps VP9 at a useful throughput.
-_VP9_SPEED = {"ultrafast": 5, "superfast": 5, "veryfast": 5, "faster": 5, "fast": 4, "medium": 4}
-
-
 def for_container_codec(opts: EncodeOptions, codec: str) -> EncodeOptions:
     """``opts`` carried over to ``codec`` (the codec a container holds where it cannot hold the preset's).
 
@@ -237,7 +251,7 @@ def for_container_codec(opts: EncodeOptions, codec: str) -> EncodeOptions:
     if codec != "libvpx-vp9":
         return replace(opts, codec=codec, tune=None, options={})
     crf = None if opts.crf is None else max(0, min(63, round(opts.crf * 1.4 + 6)))
-    speed = _VP9_SPEED.get(str(opts.speed), 4)
+    speed = NAMED_SPEEDS[codec].get(str(opts.speed), 4)  # cpu-used 4-5 with row-mt: VP9 at a useful throughput
     kept = {k: v for k, v in opts.options.items() if not k.endswith("-params")}
     return replace(opts, codec=codec, crf=crf, speed=speed, tune=None, options={"row-mt": "1", "b": "0", **kept})
 
@@ -251,10 +265,16 @@ class PyAVEncoder(Stage, SegmentedEncoder):
 
     @property
     def _still(self) -> bool:
-        """Whether the output is a still image (a .webp of an animation or a video is an animated WebP)."""
+        """Whether the output is a still image (a .webp or .png of an animation or a video is an animated one)."""
         media = self.job.media
-        moving = media is not None and not media.is_image and self.job.final_output.suffix.lower() == ".webp"
+        moving = media is not None and not media.is_image and self.job.final_output.suffix.lower() in ANIMATED_STILLS
         return self.job.final_output.suffix.lower() in IMAGE_SUFFIXES and not moving
+
+    @property
+    def _format(self) -> str:
+        """The output's container: the one its suffix names (an animation's .png is APNG's)."""
+        output = self.job.final_output
+        return "apng" if output.suffix.lower() == ".png" and not self._still else container_format(output)
 
     @functools.cached_property
     def settings(self) -> EncodeOptions:
@@ -267,7 +287,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         opts, output = self.options, self.job.final_output
         if not output.name or self._still:
             return opts
-        fmt = container_format(output)
+        fmt = self._format
         if not holds(fmt, opts.codec):
             fitting = CONTAINER_CODECS.get(fmt)
             if "codec" in self.job.pinned or fitting is None:
@@ -306,7 +326,7 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             return opts
         if opts.codec == "libx264" and "codec" not in self.job.pinned and holds(fmt, "libx265"):
             opts = to_x265(opts)
-        deep = opts.pix_fmt.replace("p", "p10le", 1) if opts.pix_fmt.endswith("p") else ""
+        deep = opts.pix_fmt.replace("p", "p10le", 1) if opts.pix_fmt.endswith("p") else _DEEPER.get(opts.pix_fmt, "")
         formats = {f.name for f in av.Codec(opts.codec, "w").video_formats or ()}
         return replace(opts, pix_fmt=deep) if deep in formats else opts
 
@@ -317,10 +337,10 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             self._check_image_alpha()
             return
         opts, media, log, name = self.settings, self.job.media, self.job.log, shown(self.job.input.name)
-        fmt = container_format(self.job.final_output)
+        fmt = self._format
         if opts.codec != self.options.codec:
-            log.info("%s: encoding %s (crf %s, speed %s) instead", self._why_codec(fmt), opts.codec, opts.crf,
-                     opts.speed)  # fmt: skip
+            knobs = ", ".join(f"{k} {v}" for k, v in (("crf", opts.crf), ("speed", opts.speed)) if v is not None)
+            log.info("%s: encoding %s%s instead", self._why_codec(fmt), opts.codec, f" ({knobs})" if knobs else "")
         if media is not None:
             if media.alpha and not keeps_alpha(opts) and opts.alpha != "drop":
                 log.warning(
@@ -337,6 +357,12 @@ class PyAVEncoder(Stage, SegmentedEncoder):
             if hdr is not None and hdr.dynamic:
                 log.warning("%s carries %s dynamic metadata, which vsr drops: the output is %s", name,
                             " and ".join(hdr.dynamic), "HDR10" if hdr.static else "its base layer")  # fmt: skip
+        formats = [f.name for f in av.Codec(opts.codec, "w").video_formats or ()]
+        if formats and opts.pix_fmt not in formats:
+            raise UsageError(
+                f"{opts.codec} cannot write pixel format {opts.pix_fmt} (it writes {', '.join(formats)}); "
+                "choose one of those with --set encode.pix_fmt, or another codec"
+            )
         check_size(opts.codec, opts.pix_fmt, self._codec_options(), width, height, self.job.log)
 
     def _why_codec(self, fmt: str) -> str:
@@ -418,6 +444,8 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         cc.colorspace, cc.color_range = colour.matrix, colour.range
         cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
         stream.options = self._codec_options()
+        if output.format.name in ("mp4", "mov") and stream.codec_context.codec.canonical_name == "hevc":
+            stream.codec_tag = "hvc1"  # what Apple's players (Safari, QuickTime) read; FFmpeg writes hev1
         return stream, colour
 
     def _codec_options(self) -> dict[str, str]:
@@ -425,9 +453,13 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         codec_options = {}
         if opts.crf is not None and opts.codec in _CRF_OPTION:
             codec_options[_CRF_OPTION[opts.codec]] = str(opts.crf)
-        numeric_default = opts.codec in _NUMERIC_SPEED and opts.speed == "medium"  # "medium": the encoder's own
-        if opts.speed is not None and opts.codec in _SPEED_OPTION and not numeric_default:
-            codec_options[_SPEED_OPTION[opts.codec]] = str(opts.speed)
+        speed = (
+            NAMED_SPEEDS[opts.codec].get(str(opts.speed))
+            if opts.speed in _X26X_SPEEDS and opts.codec in NAMED_SPEEDS
+            else opts.speed
+        )
+        if speed is not None and opts.codec in _SPEED_OPTION:
+            codec_options[_SPEED_OPTION[opts.codec]] = str(speed)
         if opts.tune:
             codec_options["tune"] = opts.tune
         codec_options.update(opts.options)
@@ -455,10 +487,11 @@ class PyAVEncoder(Stage, SegmentedEncoder):
                 # MP4/QuickTime keep only known keys otherwise; FFmpeg then writes no cover art, which wins
                 flags.append("use_metadata_tags")
             options["movflags"] = "+" + "+".join(flags)
-        if final:
-            options.update(_LOOP_FOREVER.get(container_format(self.job.final_output), {}))
+        fmt = self._format if final else None  # segments: MP4/MOV, from their suffix
+        if fmt is not None:
+            options.update(_LOOP_FOREVER.get(fmt, {}))
         try:
-            output = av.open(str(path), mode="w", options=options)
+            output = av.open(str(path), mode="w", options=options, format="apng" if fmt == "apng" else None)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             kind = WriteError if resource_failure(exc) else VsrError
             raise kind(f"{shown(self.job.final_output)}: cannot create output ({ffmpeg_reason(exc)})") from None
@@ -505,6 +538,9 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         media = self.job.media
         index = media.video_stream_index if media else video_stream(source, self.job.input).index
         copy_description(source, output, source.streams[index], video)
+        if not keeps_alpha(self.settings) or (media is not None and not media.alpha):
+            for key in [k for k in video.metadata if k.lower() == "alpha_mode"]:  # Matroska would say "alpha"
+                del video.metadata[key]
         output.metadata.update(self.job.metadata)  # vsr's own tag wins over a copied one
         if not self.settings.copy_streams:
             return source, None
@@ -621,6 +657,7 @@ class _VideoOut:
         self.matrix = sws_matrix(colour.matrix)
         self.alpha = alpha
         self.palette = _Palette(first, alpha) if pix_fmt == "pal8" else None
+        self.durations: dict[int, int] = {}  # pts -> the frame's own duration, until its packet is out
 
     def encode(self, frame: Frame) -> list[Any]:
         fmt = "rgb48le" if frame.pixels.dtype == np.uint16 else "rgb24"
@@ -631,13 +668,25 @@ class _VideoOut:
             vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.colour.range)
         vf.pts = None if frame.pts is None else frame.pts - self.shift
         vf.time_base = frame.time_base
+        if frame.duration and vf.pts is not None:
+            vf.duration = frame.duration
+            self.durations[vf.pts] = frame.duration
         if self.palette is not None:
-            return [p for paletted in self.palette.push(vf) for p in self.stream.encode(paletted)]
-        return self.stream.encode(vf)
+            return self._timed([p for paletted in self.palette.push(vf) for p in self.stream.encode(paletted)])
+        return self._timed(self.stream.encode(vf))
 
     def flush(self) -> list[Any]:
         rest = [p for paletted in self.palette.push(None) for p in self.stream.encode(paletted)] if self.palette else []
-        return rest + self.stream.encode(None)
+        return self._timed(rest + self.stream.encode(None))
+
+    def _timed(self, packets: list[Any]) -> list[Any]:
+        """``packets`` with their frames' durations (muxers give an animation's last frame the one its packet
+        says, else one of the average rate's)."""
+        for packet in packets:
+            duration = self.durations.pop(packet.pts, None) if packet.pts is not None else None
+            if duration:
+                packet.duration = duration
+        return packets
 
 
 class _Palette:
@@ -657,20 +706,25 @@ class _Palette:
         make.link_to(use, 0, 1)
         use.link_to(sink)
         self.graph.configure()
+        self.durations: list[int] = []  # of the frames pushed and not yet out, in order
 
     def push(self, frame: Any) -> list[Any]:
-        """The paletted frames ready after ``frame`` (None: the end)."""
-        if frame is not None and frame.format.name != "rgba":
-            pts, time_base = frame.pts, frame.time_base
-            frame = frame.reformat(format="rgba")
-            frame.pts, frame.time_base = pts, time_base
+        """The paletted frames ready after ``frame`` (None: the end), with their durations."""
+        if frame is not None:
+            self.durations.append(frame.duration)
+            if frame.format.name != "rgba":
+                pts, time_base, duration = frame.pts, frame.time_base, frame.duration
+                frame = frame.reformat(format="rgba")
+                frame.pts, frame.time_base, frame.duration = pts, time_base, duration
         self.graph.vpush(frame)
         out = []
         while True:
             try:
-                out.append(self.graph.vpull())
+                paletted = self.graph.vpull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return out
+            paletted.duration = self.durations.pop(0) if self.durations else 0
+            out.append(paletted)
 
 
 def rgb_frame(frame: Frame, alpha: bool) -> Any:

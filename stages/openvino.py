@@ -34,12 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from vsr import ConvertedModel, Engine, EngineRegister, VsrError, converted_digest, hookimpl, io_graph
+from vsr import ConvertedModel, Engine, EngineRegister, UsageError, VsrError, converted_digest, hookimpl, io_graph
 
 log = logging.getLogger("vsr")
 
-#: vsr's precision names -> OpenVINO's inference precision hints
-HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+#: vsr's precision names -> OpenVINO's inference precision hints (int8: for the layers left in floating point)
+HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int8": "bf16"}
+#: int8 keeps at least this PSNR against float32 on the validation pictures (NNCF's accuracy control puts layers
+#: back into floating point until it does); see docs/engines.md.
+INT8_PSNR = 40.0
+#: The pictures int8 is calibrated and validated on (stages/calibration/README.md).
+CALIBRATION = Path(__file__).parent / "calibration"
 #: bump when the graph vsr converts changes in a way that neither the weights' digest nor the
 #: network's layers (names and classes, hashed into the cache key) show
 IR_FORMAT = 1
@@ -120,6 +125,10 @@ class OpenVINOEngine(Engine):
         threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
         if threads > 0:
             self.config["INFERENCE_NUM_THREADS"] = threads
+        self.int8 = precision == "int8"
+        if self.int8 and importlib.util.find_spec("nncf") is None:
+            raise UsageError("precision int8 needs NNCF, Intel's quantization library: pip install 'vsr[int8]'")
+        self.int8_psnr: float | None = None  # what the quantized model keeps, once it is built
         self._models: dict[str, Any] = {}
         self._compiled: dict[tuple[Any, ...], Any] = {}
         self.version = ov.get_version().split("-")[0]
@@ -129,9 +138,12 @@ class OpenVINOEngine(Engine):
         multiple = int(self.network.input_multiple)
         probe = self._compile("uint8", (16 * multiple, 16 * multiple))[0]
         self.precision = _precision_name(probe.get_property("INFERENCE_PRECISION_HINT"))
+        if self.int8:
+            self.precision = f"int8 ({self.int8_psnr:.1f} dB against float32)"
 
     def _ir(self, in_dtype: str) -> Any:
-        """The converted graph for ``in_dtype`` pixels, from the cache or converted (and cached) now."""
+        """The converted graph for ``in_dtype`` pixels, from the cache or converted (and cached) now; for int8,
+        quantized (and cached, keyed by the calibration pictures too)."""
         if in_dtype in self._models:
             return self._models[in_dtype]
         stem = f"{self.key[:32]}-{in_dtype}-{self.out_dtype}-ir{IR_FORMAT}-ov{self.version}"
@@ -139,6 +151,15 @@ class OpenVINOEngine(Engine):
         if model is None:
             model = self._convert(in_dtype)
             self._write_cached(stem, model)
+        if self.int8:
+            stem += f"-int8-{_calibration_digest()[:12]}"
+            quantized = self._read_cached(stem)
+            if quantized is None:
+                log.info("quantizing the network to int8 (once; NNCF, %s dB or better against float32)", INT8_PSNR)
+                quantized, psnr = quantize(model, in_dtype)
+                self._write_cached(stem, quantized, {"psnr": psnr})
+            model = quantized
+            self.int8_psnr = float(json.loads((ir_dir() / f"{stem}.json").read_text()).get("psnr", "nan"))
         self._models[in_dtype] = model
         return model
 
@@ -170,7 +191,7 @@ class OpenVINOEngine(Engine):
         )
         return ov.convert_model(function)
 
-    def _write_cached(self, stem: str, model: Any) -> None:
+    def _write_cached(self, stem: str, model: Any, extra: dict[str, Any] | None = None) -> None:
         """Write the IR atomically: files go to a temporary folder, then the sidecar that vouches for them last."""
         import openvino as ov
 
@@ -183,6 +204,7 @@ class OpenVINOEngine(Engine):
             try:
                 ov.save_model(model, str(scratch / f"{stem}.xml"), compress_to_fp16=False)
                 hashes = {f"{ext}_sha256": sha256_file(scratch / f"{stem}.{ext}") for ext in ("xml", "bin")}
+                hashes.update(extra or {})
                 for ext in ("bin", "xml"):
                     os.replace(scratch / f"{stem}.{ext}", root / f"{stem}.{ext}")
                 write_atomic(root / f"{stem}.json", json.dumps(hashes, indent=2).encode())
@@ -222,6 +244,77 @@ class OpenVINOEngine(Engine):
                 queue.start_async({0: window[None]}, userdata=i)
             queue.wait_all()
         return np.stack(outputs)  # type: ignore[arg-type]
+
+
+def _calibration_digest() -> str:
+    digest = hashlib.sha256(f"int8 v1 {INT8_PSNR}".encode())
+    for path in sorted(CALIBRATION.glob("*.png")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def calibration_pictures(in_dtype: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """int8's calibration windows (64 px, eight from each picture) and validation pictures, as ``in_dtype``."""
+    from PIL import Image
+
+    from vsr import cartoon_frame
+
+    def load(name: str) -> np.ndarray:
+        return np.asarray(Image.open(CALIBRATION / f"{name}.png").convert("RGB"))
+
+    rng = np.random.default_rng(0)
+    windows = []
+    for picture in [load(n) for n in ("chelsea", "rocket", "hubble_deep_field")] + [
+        cartoon_frame(i, 256, 144, 24) for i in (5, 60)
+    ]:
+        for _ in range(8):
+            y, x = (int(rng.integers(0, side - 64 + 1)) for side in picture.shape[:2])
+            windows.append(picture[y : y + 64, x : x + 64])
+    validation = [load("coffee"), cartoon_frame(30, 256, 144, 24), cartoon_frame(90, 256, 144, 24)]
+    scale = 257 if in_dtype == "uint16" else 1
+    return (
+        [(w.astype(in_dtype) * scale)[None] for w in windows],
+        [(v.astype(in_dtype) * scale)[None] for v in validation],
+    )
+
+
+def quantize(model: Any, in_dtype: str) -> tuple[Any, float]:
+    """``model`` (float IR) quantized to int8 with NNCF, keeping :data:`INT8_PSNR`: its PSNR against float32 on
+    the validation pictures (layers that cost most go back to floating point until it holds), and that PSNR."""
+    import io
+
+    import nncf
+    import openvino as ov
+
+    from vsr import quiet_native_stderr
+
+    core = ov.Core()
+    calibration, validation = calibration_pictures(in_dtype)
+    reference = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    truth = [np.asarray(reference(picture)[0], dtype=np.float64) for picture in validation]
+    peak = 65535.0 if np.dtype(in_dtype) == np.uint16 else 255.0
+
+    def psnr(compiled: Any, pictures: Any) -> float:
+        values = []
+        for picture, expected in zip(pictures, truth, strict=True):
+            mse = float(((np.asarray(compiled(picture)[0], dtype=np.float64) - expected) ** 2).mean())
+            values.append(60.0 if mse == 0 else min(60.0, 10 * np.log10(peak**2 / mse)))  # 60: "equal"
+        return float(np.mean(values))
+
+    nncf.set_log_level(logging.ERROR)
+    with quiet_native_stderr(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            nncf.Dataset(calibration),
+            nncf.Dataset(validation),
+            psnr,
+            max_drop=60.0 - INT8_PSNR,
+            drop_type=nncf.DropType.ABSOLUTE,
+            preset=nncf.QuantizationPreset.MIXED,  # asymmetric activations: the networks' are not centred on 0
+            subset_size=len(calibration),
+        )
+        kept = psnr(core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), validation)
+    return quantized, kept
 
 
 @hookimpl

@@ -65,14 +65,22 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
+def _alpha_mode(path: Path) -> str | None:
+    tags = streams(path)[0].get("tags", {})
+    return next((v for k, v in tags.items() if k.lower() == "alpha_mode"), None)
+
+
 def test_vp9_alpha_in_webm_is_kept(tmp_path, sources):
     out = tmp_path / "logo.x4.webm"
     result = vsr_main("upscale", sources / "logo.webm", "-o", out, *TINY, *BICUBIC)
     assert result.returncode == 0, result.stderr
-    video = streams(out)[0]
-    assert video["codec_name"] == "vp9" and video["tags"].get("alpha_mode", video["tags"].get("ALPHA_MODE")) == "1"
+    assert streams(out)[0]["codec_name"] == "vp9" and _alpha_mode(out) == "1"
     _half_transparent(_alpha(out, ("-c:v", "libvpx-vp9")))
     assert len(video_pts(out)) == 12
+    dropped = tmp_path / "dropped.webm"  # asked to drop it: no alpha, and no tag that says there is
+    result = vsr_main("upscale", sources / "logo.webm", "-o", dropped, *TINY, "--set", "encode.alpha=drop")
+    assert result.returncode == 0 and _alpha_mode(dropped) is None
+    assert _alpha(dropped, ("-c:v", "libvpx-vp9")).min() == 255
 
 
 def test_prores_4444_keeps_alpha_with_keep_and_mp4_is_refused_before_any_work(tmp_path, sources):
@@ -127,6 +135,33 @@ def test_a_transparent_gif_stays_a_transparent_gif(tmp_path, sources):
     _half_transparent(_alpha(mkv, ("-c:v", "libvpx-vp9")))
 
 
+def test_stills_whose_transparency_hides_in_a_palette_a_tiff_or_beside_a_profile_keep_it(tmp_path):
+    """A palette PNG's tRNS, a TIFF's alpha, an RGBA PNG with an ICC profile and EXIF (PyAV fails on such side
+    data): each keeps its transparency."""
+    from PIL import Image, ImageCms
+
+    rgba = Image.new("RGBA", (48, 32), (200, 40, 40, 255))
+    rgba.paste((0, 0, 0, 0), (24, 0, 48, 32))
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "vsr-test"
+    rgba.save(tmp_path / "profiled.png", icc_profile=icc, exif=exif.tobytes())
+    rgba.save(tmp_path / "layer.tif")
+    rgba.convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png", transparency=0)
+    palette = Image.open(tmp_path / "palette.png")
+    assert palette.mode == "P" and "transparency" in palette.info
+    for name in ("profiled.png", "layer.tif", "palette.png"):
+        out = tmp_path / f"out-{name}"
+        result = vsr_main("upscale", tmp_path / name, "-o", out, *TINY, *BICUBIC)
+        assert result.returncode == 0, result.stderr
+        with Image.open(out) as image:
+            assert image.mode == "RGBA", name
+            alpha = np.asarray(image.getchannel("A"))
+        assert alpha[:, :80].min() >= 250 and alpha[:, 112:].max() <= 5, name
+        if name == "profiled.png":
+            assert Image.open(out).info.get("icc_profile") == icc
+
+
 def test_animated_webp_and_apng_in_and_out(tmp_path):
     from PIL import Image
 
@@ -144,15 +179,53 @@ def test_animated_webp_and_apng_in_and_out(tmp_path):
             durations.append(out.info["duration"])
             assert abs(int(np.asarray(out.convert("RGBA"))[..., 3].mean()) - (255 if i % 2 else 128)) <= 3
         assert durations[:4] == [100, 50, 200, 100]
-    mp4 = tmp_path / "anim.mp4"  # into a video, at its own times
+    mp4 = tmp_path / "anim.mp4"  # into a video, at its own times, the last frame shown as long as it was
     assert vsr_main("upscale", webp, "-o", mp4, *TINY).returncode == 0
     assert video_pts(mp4) == [0.0, 0.1, 0.15, 0.35, 0.45]
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5", "-f", "apng", "-plays", "0", tmp_path / "a.apng")
-    result = vsr_main("upscale", tmp_path / "a.apng", *TINY)
+    assert float(ffprobe(mp4, "-show_format")["format"]["duration"]) == pytest.approx(0.55, abs=0.002)
+    gif = tmp_path / "anim.gif"
+    assert vsr_main("upscale", webp, "-o", gif, *TINY, *BICUBIC).returncode == 0
+    with Image.open(gif) as out:
+        shown = []
+        for i in range(out.n_frames):
+            out.seek(i)
+            out.load()
+            shown.append(out.info["duration"])
+        assert shown == [100, 50, 200, 100, 100]
+    # an animated PNG named .png (as most are): read as an animation, written as one
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5", "-f", "apng", "-plays", "0", tmp_path / "a.png")
+    result = vsr_main("upscale", tmp_path / "a.png", *TINY)
     assert result.returncode == 0, result.stderr
-    apng = streams(tmp_path / "a.x4.apng")[0]
-    assert apng["codec_name"] == "apng" and (apng["width"], apng["height"]) == (192, 128)
-    assert len(video_pts(tmp_path / "a.x4.apng")) == 5
+    out = tmp_path / "a.x4.png"
+    with Image.open(out) as apng:
+        assert apng.format == "PNG" and apng.is_animated and apng.n_frames == 5 and apng.size == (192, 128)
+    # a one-frame animated WebP is a still
+    frames[1].save(tmp_path / "one.webp", save_all=True, append_images=[], duration=[100], loop=0)
+    assert vsr_main("upscale", tmp_path / "one.webp", *TINY, *BICUBIC).returncode == 0
+    with Image.open(tmp_path / "one.x4.webp") as still:
+        assert still.size == (160, 128)
+
+
+def test_a_sticker_that_turns_transparent_after_its_first_frame_keeps_it(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGBA", (40, 32), (30 * i, 90, 200, 255)) for i in range(4)]
+    for frame in frames[2:]:
+        frame.paste((0, 0, 0, 0), (20, 0, 40, 32))
+    frames[0].save(tmp_path / "late.png", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    # Pillow writes an animated WebP without alpha when its first frame is opaque: FFmpeg's libwebp writes it
+    ffmpeg("-f", "apng", "-i", tmp_path / "late.png", "-c:v", "libwebp_anim", "-pix_fmt", "yuva420p", "-lossless", "1",
+           tmp_path / "late.webp")  # fmt: skip
+    for source in ("late.webp", "late.png"):
+        out = tmp_path / f"out-{source}"
+        result = vsr_main("upscale", tmp_path / source, "-o", out, *TINY, *BICUBIC)
+        assert result.returncode == 0, result.stderr
+        with Image.open(out) as image:
+            minimum = []
+            for i in range(image.n_frames):
+                image.seek(i)
+                minimum.append(int(np.asarray(image.convert("RGBA").getchannel("A")).min()))
+        assert minimum[:2] == [255, 255] and max(minimum[2:]) <= 5, (source, minimum)
 
 
 MASTER = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"
@@ -178,8 +251,8 @@ def _values(side_data: dict) -> dict[str, float]:
 
 @pytest.mark.parametrize("codec", [None, "libsvtav1"])
 def test_hdr10_is_encoded_at_10_bits_with_its_mastering_display_and_light_level(tmp_path, hdr10, codec):
-    out = tmp_path / "hdr.mkv"
-    chosen = ["--set", f"encode.codec={codec}", "--set", "encode.speed=12"] if codec else []
+    out = tmp_path / ("hdr.mkv" if codec else "hdr.mp4")
+    chosen = ["--set", f"encode.codec={codec}"] if codec else []  # SVT-AV1 takes the preset's speed name too
     result = vsr_main("upscale", hdr10, "-o", out, *TINY, *chosen)  # the preset says x264 8-bit
     assert result.returncode == 0, result.stderr
     video = streams(out)[0]
@@ -194,13 +267,18 @@ def test_hdr10_is_encoded_at_10_bits_with_its_mastering_display_and_light_level(
     assert kept["Content light level metadata"]["max_content"] == 1000
     if not codec:
         assert "libx264 at 10 bits plays in few players" in result.stderr
+        assert video["codec_tag_string"] == "hvc1"  # what Safari and QuickTime play (FFmpeg's default is hev1)
 
 
-def test_an_8_bit_output_of_a_10_bit_source_is_said(tmp_path, hdr10):
+def test_an_8_bit_output_of_a_10_bit_source_is_said_and_a_format_the_encoder_lacks_is_refused(tmp_path, hdr10):
     out = tmp_path / "eight.mp4"
     result = vsr_main("upscale", hdr10, "-o", out, *TINY, "--set", "encode.pix_fmt=yuv420p")
     assert result.returncode == 0, result.stderr
     assert streams(out)[0]["pix_fmt"] == "yuv420p" and "may show banding" in result.stderr
+    # PyAV's libvpx has no 10-bit formats: said before any work, not after the upscale
+    refused = vsr_main("upscale", hdr10, "-o", tmp_path / "ten.webm", *TINY, "--set", "encode.pix_fmt=yuv420p10le")
+    assert refused.returncode == 2 and "libvpx-vp9 cannot write pixel format yuv420p10le" in refused.stderr
+    assert not list(tmp_path.glob("*ten*"))
 
 
 def test_read_hdr_names_dynamic_metadata_and_passes_over_unknown_side_data():

@@ -94,6 +94,7 @@ _EXPORTS = {
     "io_graph": "vsr.engine",
     "build_network": "vsr.models.build",
     "build_upscaler": "vsr.inference",
+    "cartoon_frame": "vsr.sample",
     "RegionReuse": "vsr.reuse",
     "has_gpu": "vsr.device",
     "quiet_native_stderr": "vsr.backend",
@@ -172,6 +173,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time the names l
     from vsr.registry import EngineRegister, ModelRegister, PresetRegister, Registry, StageRegister
     from vsr.remux import Remuxer, copy_description, mux
     from vsr.reuse import RegionReuse
+    from vsr.sample import cartoon_frame
     from vsr.segments import Segment, SegmentedEncoder, SegmentTiming, SegmentWriter
     from vsr.stage import Job, MediaInfo, Prepared, Stage
     from vsr.stills import StillTags, embed_still_tags, read_still_tags, upright

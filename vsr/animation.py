@@ -27,28 +27,33 @@ class Animation:
 
 
 def animated_webp(path: Path) -> Animation | None:
-    """The animation in ``path`` if it is an animated WebP (more than one frame), else None."""
+    """The animation in ``path`` if it is an animated WebP (its VP8X header says so, one frame or more), else None.
+
+    Every frame is read once (Pillow sets a frame's duration when it loads it), so transparency that appears
+    after the first frame is seen too.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with path.open("rb") as fh:
-            head = fh.read(12)
-        if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+            head = fh.read(21)
+        # RIFF....WEBP, then the extended header's chunk (VP8X) whose flags byte says "animation" (0x02)
+        if head[:4] != b"RIFF" or head[8:12] != b"WEBP" or head[12:16] != b"VP8X" or not head[20] & 0x02:
             return None
         with Image.open(path) as image:
-            if image.format != "WEBP" or not getattr(image, "is_animated", False):
+            if image.format != "WEBP":
                 return None
-            first = np.asarray(image.convert("RGBA"))[..., 3]
-            alpha = bool(first.min() < 255)  # Pillow hands out RGBA whether the picture uses it or not
-            times, at, last = [], 0, 100
-            for index in range(image.n_frames):
+            times, at, last, alpha = [], 0, 100, False
+            for index in range(getattr(image, "n_frames", 1)):
                 image.seek(index)
-                image.load()  # Pillow sets a frame's duration (ms) when it reads it
+                image.load()
                 times.append(at)
                 last = int(image.info.get("duration") or 100)
                 at += last
+                if not alpha and image.mode in ("RGBA", "LA", "PA"):  # Pillow hands out RGBA whether it is used
+                    alpha = int(np.asarray(image.getchannel("A")).min()) < 255
             return Animation(image.width, image.height, tuple(times), alpha, last)
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (OSError, UnidentifiedImageError, ValueError, IndexError):
         return None
 
 

@@ -91,6 +91,8 @@ class Frame:
             output holds transparency.
         source: for upscaled frames, the low-resolution pixels they were made
             from (set by upscalers; smoothers use it to find motion cheaply).
+        duration: how long the frame is shown, in ``time_base`` units, where the
+            source says (animations' last frames, above all); None: until the next.
         carry: history that stages with memory need to go on after this
             frame, by stage role (see :meth:`carrying`). Resumable runs save
             it with each finished segment and hand it back to the stage when
@@ -104,6 +106,7 @@ class Frame:
     index: int
     source: np.ndarray | None = None
     alpha: np.ndarray | None = None
+    duration: int | None = None
     carry: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     @property

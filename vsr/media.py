@@ -56,11 +56,30 @@ def check_readable(path: Path) -> None:
         raise VsrError(f"{path}: file is empty")
 
 
+def is_apng(path: Path) -> bool:
+    """Whether ``path`` is an animated PNG (an ``acTL`` chunk before the first ``IDAT``), whatever its suffix."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            while len(header := fh.read(8)) == 8:
+                length, kind = int.from_bytes(header[:4], "big"), header[4:]
+                if kind in (b"acTL", b"IDAT"):
+                    return kind == b"acTL"
+                fh.seek(length + 4, 1)  # the data and its CRC
+    except OSError:
+        pass
+    return False
+
+
 def open_input(path: Path) -> Any:
-    """Open ``path`` for reading with PyAV, or raise a one-line error."""
+    """Open ``path`` for reading with PyAV, or raise a one-line error.
+
+    An animated PNG is opened as one (FFmpeg takes a ``.png`` for a still and reads its first frame only).
+    """
     check_readable(path)
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        return av.open(str(path), mode="r", metadata_errors="ignore", format="apng" if is_apng(path) else None)
     except av.error.FFmpegError as exc:
         raise VsrError(f"{path}: not a video or image FFmpeg can read ({ffmpeg_reason(exc)})") from None
 
@@ -120,7 +139,7 @@ def to_rgba(av_frame: Any, alpha: bool = True) -> tuple[Any, Any, Colour]:
     colour = Colour.of(av_frame)
     fmt = av_frame.format
     deep = max((c.bits for c in fmt.components), default=8) > 8
-    alpha = alpha and has_alpha(fmt.name)
+    alpha = alpha and (has_alpha(fmt.name) or fmt.name == "pal8")  # a palette may hold transparent entries
     target = ("rgba64le" if deep else "rgba") if alpha else ("rgb48le" if deep else "rgb24")
     if fmt.is_rgb:
         rgb = av_frame.reformat(format=target)

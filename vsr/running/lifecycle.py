@@ -142,7 +142,7 @@ def check_destination(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VsrError(f"{shown(parent)}: output directory is not writable")
     image_out = output.suffix.lower() in IMAGE_SUFFIXES
-    if image_out and not media.is_image and output.suffix.lower() != ".webp":  # .webp: an animated WebP
+    if image_out and not media.is_image and output.suffix.lower() not in (".webp", ".png"):  # animated WebP, APNG
         raise UsageError(f"{shown(output)}: image output needs an image input; use a video suffix such as .mp4 or .mkv")
     if media.is_image and not image_out:
         example = default_output(input_path, plan.scale)
