@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 from collections.abc import Iterator
@@ -43,8 +44,9 @@ class UpscaleOptions:
     """Context pixels around each tile; "auto": what the model's architecture needs (vsr.inference.AUTO_PAD)."""
     batch: int | Literal["auto"] = "auto"
     """Tiles (or small whole frames) per network call; "auto": per architecture (vsr.inference.AUTO_BATCH)."""
-    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Compute precision; "auto": float16 on a GPU, bfloat16 on a CPU with avx512_bf16/AMX, else float32."""
+    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
+    """Compute precision; "auto": float16 on a GPU, bfloat16 on a CPU with avx512_bf16/AMX, else float32 (never
+    int8). "int8": the openvino engine, quantized with NNCF (pip install 'vsr[int8]'; docs/reuse.md)."""
     output_bits: Literal[0, 8, 16] = 0
     """Bits per channel of the upscaled frames: 0 keeps the input's (8, or 16 for deep sources)."""
     engine: str = "auto"
@@ -116,7 +118,15 @@ class ESRGANUpscaler(Stage):
         from vsr import quiet_native_stderr, resolve_model, weights_digest
 
         engines = registry.engines.values()
-        if options.engine == "auto":
+        if options.precision == "int8":  # post-training quantization is the openvino engine's alone
+            if options.engine not in ("auto", "openvino") or "openvino" not in engines:
+                raise UsageError("precision int8 runs on the openvino engine only (--set upscale.engine=openvino)")
+            if reason := engines["openvino"].missing():
+                raise UsageError(f"precision int8 needs the openvino engine, which cannot run here: {reason}")
+            if importlib.util.find_spec("nncf") is None:
+                raise UsageError("precision int8 needs NNCF, Intel's quantization library: pip install 'vsr[int8]'")
+            candidates: tuple[type[Engine], ...] = (engines["openvino"],)
+        elif options.engine == "auto":
             candidates = tuple(engines.values())
         elif options.engine in engines:
             candidates = (engines[options.engine],)

@@ -150,9 +150,12 @@ class RegionReuse:
             self.stats.skipped += 1
             return _Plan("same", reference, self.noise)
         grow = math.ceil(self.pad / BLOCK)  # blocks whose outputs see a changed block
-        crops = self._crops(_dilate(changed, grow), height, width)
-        cost = sum((c.window[1] - c.window[0]) * (c.window[3] - c.window[2]) for c in crops)
-        if cost >= WHOLE_FRAME_SHARE * whole_cost(upscaler, height, width):
+        need = _dilate(changed, grow)
+        budget = WHOLE_FRAME_SHARE * whole_cost(upscaler, height, width)
+        if int(need.sum()) * BLOCK * BLOCK >= budget:  # the crops could only cost more (a pan, a cut)
+            return self._whole(pixels)
+        crops = self._crops(need, height, width)
+        if sum((c.window[1] - c.window[0]) * (c.window[3] - c.window[2]) for c in crops) >= budget:
             return self._whole(pixels)
         reference = reference.copy()
         for crop in crops:
@@ -221,16 +224,19 @@ def whole_cost(upscaler: Any, height: int, width: int) -> int:
 
 def block_differences(reference: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """The difference averaged over the channels and over 2x2 pixels (single-pixel noise halves, an edge that
-    moved does not), in 8-bit levels, as (block rows, block cols, cells): the 2x2 cells of each block."""
-    if pixels.dtype == np.uint16:
-        diff = np.abs(reference.astype(np.int32) - pixels).sum(axis=2) * (255.0 / 65535.0 / 3.0)
-    else:
-        diff = np.abs(reference.astype(np.int16) - pixels).sum(axis=2) * (1.0 / 3.0)
+    moved does not), in 8-bit levels, as (block rows, block cols, cells): the 2x2 cells of each block.
+
+    OpenCV's SIMD kernels: about 0.5 ms at 480x270, a few % of what checking in numpy cost.
+    """
+    import cv2
+
+    scale = (255.0 / 65535.0 if pixels.dtype == np.uint16 else 1.0) / 3.0
+    diff = cv2.transform(cv2.absdiff(reference, pixels).astype(np.float32), np.full((1, 3), scale, np.float32))
     height, width = diff.shape
     rows, cols = -(-height // BLOCK), -(-width // BLOCK)
-    padded = np.zeros((rows * BLOCK, cols * BLOCK), dtype=np.float32)
-    padded[:height, :width] = diff
-    cells = padded.reshape(rows * BLOCK // 2, 2, cols * BLOCK // 2, 2).mean(axis=(1, 3))
+    if (rows * BLOCK, cols * BLOCK) != (height, width):
+        diff = cv2.copyMakeBorder(diff, 0, rows * BLOCK - height, 0, cols * BLOCK - width, cv2.BORDER_CONSTANT, 0)
+    cells = cv2.resize(diff, (cols * BLOCK // 2, rows * BLOCK // 2), interpolation=cv2.INTER_AREA)  # 2x2 means
     half = BLOCK // 2
     return cells.reshape(rows, half, cols, half).transpose(0, 2, 1, 3).reshape(rows, cols, half * half)
 
