@@ -143,7 +143,14 @@ def compare(upscaler, frames: list[np.ndarray], truths: list[np.ndarray] | None,
         on, seconds = timed(lambda r=reuse: [o for chunk in chunks for o, _ in r.upscale(chunk, upscaler)])
         t_on = min(t_on, seconds)
     stats = reuse.stats
+    # what deciding costs by itself: the comparison and the planning, no network
+    planner = RegionReuse(upscaler.scale, upscaler.pad, None, {})
+    start = time.perf_counter()
+    for frame in frames:
+        planner._plan(frame, upscaler)
+    check_ms = 1000 * (time.perf_counter() - start) / len(frames)
     return {
+        "check_ms": check_ms,
         "off_ms": 1000 * t_off / len(frames),
         "on_ms": 1000 * t_on / len(frames),
         "psnr_off": psnr(off, truths),
@@ -192,32 +199,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["realesr-animevideov3", "realesrgan-x4plus-anime"])
     parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--clips", nargs="+", default=["held", "twos", "bbb", "carphone", "pan"])
+    parser.add_argument("--rounds", type=int, default=2, help="alternated off/on runs; the faster of each counts")
     parser.add_argument("--e2e", action="store_true")
     parser.add_argument("--hd", action="store_true")
     args = parser.parse_args()
     registry = load_registry()
     engine = choose_engine(tuple(registry.engines.values().values()), has_gpu())
     n = args.frames
-    clips = {
-        "held": held_camera(n),
-        "twos": held_camera(n, hold=2, crf=23),
-        "bbb": footage("bigbuckbunny", n, truth=True),
-        "carphone": footage("carphone_pristine", n, truth=False),
-        "pan": pan(n),
+    makers = {
+        "held": lambda: held_camera(n),
+        "twos": lambda: held_camera(n, hold=2, crf=23),
+        "bbb": lambda: footage("bigbuckbunny", n, truth=True),
+        "carphone": lambda: footage("carphone_pristine", n, truth=False),
+        "pan": lambda: pan(n),
     }
+    clips = {name: makers[name]() for name in args.clips}
     print(f"CPU: {cpu()}; engine {engine.name}; {n} frames a clip")
-    header = "clip      size     off ms  on ms  speed-up  PSNR off  PSNR on  d PSNR  flicker off  on  reused  skipped"
+    header = (
+        "clip      size     off ms  on ms  speed-up  PSNR off  PSNR on  d PSNR  flicker off  on  reused  skipped"
+        "  check ms"
+    )
     for model in args.models:
         converted, _ = load_converted(resolve_model(registry, model))
         upscaler = build_upscaler(converted, engine=engine)
         print(f"\n{model} ({upscaler.precision}, tiles {upscaler.tile}, context {upscaler.pad})\n{header}")
         for name, (frames, truths) in clips.items():
-            r = compare(upscaler, frames, truths)
+            r = compare(upscaler, frames, truths, args.rounds)
             size = f"{frames[0].shape[1]}x{frames[0].shape[0]}"
             print(
                 f"{name:9} {size:8} {r['off_ms']:6.0f} {r['on_ms']:6.0f} {r['off_ms'] / r['on_ms']:8.2f}x "
                 f"{r['psnr_off']:9.2f} {r['psnr_on']:8.2f} {r['psnr_on'] - r['psnr_off']:7.3f} "
-                f"{r['flicker_off']:11.2f} {r['flicker_on']:5.2f} {r['reused']:6.0%} {r['skipped']:8.0%}"
+                f"{r['flicker_off']:11.2f} {r['flicker_on']:5.2f} {r['reused']:6.0%} {r['skipped']:8.0%} "
+                f"{r['check_ms']:9.2f}"
             )
         if args.hd:
             frames, truths = held_camera(6, width=1920)
@@ -225,7 +239,7 @@ def main() -> None:
             print(f"  1080p -> 4K held camera: off {r['off_ms'] / 1000:.1f} s/frame, on {r['on_ms'] / 1000:.1f} "
                   f"s/frame ({r['off_ms'] / r['on_ms']:.2f}x)")  # fmt: skip
     if args.e2e:
-        end_to_end(clips["held"], args.models[0])
+        end_to_end(clips.get("held") or held_camera(n), args.models[0])
 
 
 if __name__ == "__main__":

@@ -38,15 +38,19 @@ def compact():
 
 
 class Counting:
-    """An upscaler that counts the input pixels it is given."""
+    """An upscaler that counts the input pixels it is given, as frames (tiled) or as windows."""
 
     def __init__(self, upscaler) -> None:
         self.upscaler, self.pixels = upscaler, 0
-        self.tile, self.pad, self.multiple = upscaler.tile, upscaler.pad, upscaler.multiple
+        self.tile, self.pad, self.multiple, self.batch = upscaler.tile, upscaler.pad, upscaler.multiple, upscaler.batch
 
     def upscale(self, frames):
         self.pixels += sum(f.shape[0] * f.shape[1] for f in frames)
         return self.upscaler.upscale(frames)
+
+    def run_windows(self, windows):
+        self.pixels += sum(w.shape[0] * w.shape[1] for w in windows)
+        return self.upscaler.run_windows(windows)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,6 +34,7 @@ computes its first frame whole.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,11 +121,14 @@ class RegionReuse:
         only on what changed, each with the state a next frame needs (the reference input, the output made
         from it, the noise estimate). Whole frames and crops of all ``frames`` go to the network in one call."""
         plans = [self._plan(pixels, upscaler) for pixels in frames]
-        requests = [array for plan in plans for array in plan.inputs]
-        results = iter(upscaler.upscale(requests) if requests else [])
+        wholes = [plan.inputs[0] for plan in plans if plan.kind == "whole"]
+        whole_outputs = iter(upscaler.upscale(wholes) if wholes else [])
+        windows = [window for plan in plans if plan.kind == "crops" for window in plan.inputs]
+        window_outputs = iter(run_windows(upscaler, windows))
         outputs = []
         for plan in plans:
-            output = self._apply(plan, [next(results) for _ in plan.inputs])
+            results = [next(whole_outputs if plan.kind == "whole" else window_outputs) for _ in plan.inputs]
+            output = self._apply(plan, results)
             noise = np.array([-1.0 if plan.noise is None else plan.noise], dtype=np.float64)
             outputs.append((output, {"input": plan.reference, "output": output, "noise": noise}))
         return outputs
@@ -154,7 +158,7 @@ class RegionReuse:
         budget = WHOLE_FRAME_SHARE * whole_cost(upscaler, height, width)
         if int(need.sum()) * BLOCK * BLOCK >= budget:  # the crops could only cost more (a pan, a cut)
             return self._whole(pixels)
-        crops = self._crops(need, height, width)
+        crops = self._crops(need, height, width, upscaler)
         if sum((c.window[1] - c.window[0]) * (c.window[3] - c.window[2]) for c in crops) >= budget:
             return self._whole(pixels)
         reference = reference.copy()
@@ -188,8 +192,9 @@ class RegionReuse:
         assert self.output is not None
         return self.output
 
-    def _crops(self, need: np.ndarray, height: int, width: int) -> list[Crop]:
-        """Crops covering the blocks in ``need``: connected regions, merged where their windows would overlap."""
+    def _crops(self, need: np.ndarray, height: int, width: int, upscaler: Any) -> list[Crop]:
+        """Crops covering the blocks in ``need``: connected regions, merged where their windows would overlap, cut
+        where a window would hold more pixels than the tiler's (memory) do."""
         boxes = [
             (by0 * BLOCK, min(height, by1 * BLOCK), bx0 * BLOCK, min(width, bx1 * BLOCK))
             for by0, by1, bx0, bx1 in _regions(need)
@@ -198,8 +203,31 @@ class RegionReuse:
             crops = [Crop(box, self._window(box, height, width)) for box in boxes]
             merged = _merge_overlapping(boxes, [c.window for c in crops])
             if len(merged) == len(boxes):
-                return crops
+                break
             boxes = merged
+        if upscaler.tile <= 0:  # whole frames fit: so does any crop
+            return crops
+        most = (upscaler.tile + 2 * upscaler.pad) ** 2
+        return [piece for crop in crops for piece in self._cut(crop, most, height, width)]
+
+    def _cut(self, crop: Crop, most: int, height: int, width: int) -> list[Crop]:
+        """``crop`` as it is, or its core cut in equal parts across its longer side until each window fits."""
+        y0, y1, x0, x1 = crop.core
+        area = (crop.window[1] - crop.window[0]) * (crop.window[3] - crop.window[2])
+        if area <= most:
+            return [crop]
+        across = x1 - x0 >= y1 - y0
+        start, end = (x0, x1) if across else (y0, y1)
+        parts = 2
+        while True:
+            edges = [start + (end - start) * i // parts // BLOCK * BLOCK for i in range(parts)] + [end]
+            cores = [(y0, y1, a, b) if across else (a, b, x0, x1) for a, b in itertools.pairwise(edges) if b > a]
+            pieces = [Crop(core, self._window(core, height, width)) for core in cores]
+            if parts >= (end - start) // BLOCK or all(
+                (p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) <= most for p in pieces
+            ):
+                return pieces
+            parts += 1
 
     def _window(self, core: tuple[int, int, int, int], height: int, width: int) -> tuple[int, int, int, int]:
         """``core`` grown by ``pad`` for context, its sides on the ladder, moved inwards at the frame's edges."""
@@ -212,6 +240,26 @@ class RegionReuse:
 
         wy, wx = axis(y0, y1, height), axis(x0, x1, width)
         return wy[0], wy[1], wx[0], wx[1]
+
+
+def run_windows(upscaler: Any, windows: list[np.ndarray]) -> list[np.ndarray]:
+    """Each window through the network as it is (it holds its own context: no tiling), same shapes batched.
+
+    A window whose sides a pixel-unshuffling network cannot take (a frame's odd side) goes through the tiler.
+    """
+    results: list[np.ndarray | None] = [None] * len(windows)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, window in enumerate(windows):
+        if window.shape[0] % upscaler.multiple or window.shape[1] % upscaler.multiple:
+            results[i] = upscaler.upscale([window])[0]
+        else:
+            by_shape.setdefault(window.shape, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), upscaler.batch):
+            chunk = indices[start : start + upscaler.batch]
+            for i, out in zip(chunk, upscaler.run_windows([windows[i] for i in chunk]), strict=True):
+                results[i] = out
+    return results  # type: ignore[return-value]
 
 
 def whole_cost(upscaler: Any, height: int, width: int) -> int:
