@@ -114,6 +114,30 @@ def test_openvino_on_a_photo_with_the_real_compact_model():
 
 
 @pytest.mark.slow
+def test_int8_keeps_its_stated_quality_on_a_photograph_it_was_not_calibrated_on(sample_clip, tmp_path):
+    """int8 (NNCF with accuracy control on the bundled validation pictures) against float32 on the astronaut,
+    which neither calibration nor validation holds: within docs/reuse.md's bound; cached once quantized."""
+    import time
+
+    converted = _converted("realesr-animevideov3")
+    photo = _photo()
+    f32 = TiledUpscaler(OpenVINOEngine(converted, "float32"), 4, 0, 0, 1).upscale([photo])[0].astype(np.float64)
+    int8 = OpenVINOEngine(converted, "int8")
+    assert int8.precision.startswith("int8") and int8.int8_psnr is not None and int8.int8_psnr >= 40.0
+    out = TiledUpscaler(int8, 4, 0, 0, 1).upscale([photo])[0]
+    psnr = 10 * np.log10(255**2 / ((out - f32) ** 2).mean())
+    assert psnr >= 40.0, psnr
+    start = time.perf_counter()
+    again = OpenVINOEngine(converted, "int8")  # read from the cache: no second quantization
+    assert time.perf_counter() - start < 5 and again.int8_psnr == int8.int8_psnr
+    # only the openvino engine quantizes: said before any work
+    refused = run_vsr("upscale", str(sample_clip), "-o", str(tmp_path / "k.mkv"), *TINY,
+                      "--set", "upscale.precision=int8", "--set", "upscale.engine=keras")  # fmt: skip
+    assert refused.returncode == 2 and "int8 runs on the openvino engine only" in refused.stderr
+    assert not (tmp_path / "k.mkv").exists()
+
+
+@pytest.mark.slow
 def test_keras_bfloat16_keeps_the_picture_path_in_float32():
     """Under bfloat16 the first conv and the added-back input compute in float32, which halves the error."""
     converted = _converted("realesr-animevideov3")
