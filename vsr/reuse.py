@@ -5,15 +5,17 @@ frame still. For each frame, in blocks of :data:`BLOCK` input pixels, the
 input is compared with the *reference*: the input each part of the carried
 output was computed from (not merely the previous frame, so slow drift is
 caught once it adds up). The difference is averaged over 2x2 pixels, so
-single-pixel noise halves; a block changed when three of its 2x2 cells pass
+single-pixel noise halves; a block changed when ten of its 64 2x2 cells pass
 the threshold (what moved leaves edges and patches; an encoder's
-requantisation of a held frame leaves lone peaks), or one passes four times
-it. The threshold is three times the clip's noise, kept from 2 to 8 levels. The noise is the
-median peak of the blocks that differ at all (an encoder's skipped blocks are
-exactly still and say nothing), tracked from frame to frame: it falls at once
-to a calmer frame's and rises slowly, so frames with motion barely move it
-(compression noise differs from clip to clip: one fixed threshold would be
-wrong for some).
+requantisation of a held frame leaves scattered peaks), or one passes four
+times it (a dot, a thin line). The threshold is three times the clip's
+noise, kept from 2 to 8 levels. The noise is the median block's peak (a
+clean clip's still blocks are exactly still, so what moves in it is never
+taken for noise), tracked from frame to frame: it falls at once to a calmer
+frame's and rises slowly, so frames with motion barely move it (compression
+noise differs from clip to clip: one fixed threshold would be wrong for
+some). A frame whose kept blocks drift one way on average (a fade) runs
+whole, or the fade would come out in steps.
 
 Every output pixel depends on the input within the network's context
 (``pad``, the tiler's, which bounds its receptive field), so the blocks to
@@ -50,9 +52,12 @@ NOISE_FACTOR = 3.0
 THRESHOLD_RANGE = (2.0, 8.0)
 #: A block changed when this many of its 2x2 cells pass the threshold (an encoder's requantisation leaves lone
 #: peaks in a held frame; what moved leaves edges and patches)...
-MIN_CELLS = 3
+MIN_CELLS = 10
 #: ...or one cell passes this many times the threshold.
 SPIKE_FACTOR = 4.0
+#: A frame whose blocks to be kept differ on average by more than this many levels, all one way, is fading (or
+#: its exposure changing): it runs whole, or the fade would come out in steps of the threshold.
+DRIFT = 0.5
 #: Crops whose cost (pixels through the network) passes this share of the whole frame's run the whole frame.
 WHOLE_FRAME_SHARE = 0.75
 
@@ -141,20 +146,23 @@ class RegionReuse:
         reference = self.reference
         if reference is None or reference.shape != pixels.shape or reference.dtype != pixels.dtype:
             return self._whole(pixels)
-        cells = block_differences(reference, pixels)
-        peaks = cells.max(axis=2)
-        noisy = peaks[peaks > 0]  # exactly still blocks (an encoder's skipped ones) say nothing about the noise
-        calm = float(np.median(noisy)) if noisy.size else 0.0
-        # the noise estimate falls at once to a calmer frame's and rises slowly (5 % a frame) to a busier one's
+        cells, drift = block_differences(reference, pixels)
+        # the noise: the median block's peak. A clean clip's still blocks are exactly still (0), so what moves
+        # in it is never taken for noise; the estimate falls at once to a calmer frame's and rises slowly (5 %
+        # a frame) to a busier one's
+        calm = float(np.median(cells.max(axis=2)))
         self.noise = calm if self.noise is None or self.noise < 0 else min(self.noise * 1.05 + 0.05, calm)
         low, high = THRESHOLD_RANGE
         threshold = self.threshold if self.threshold is not None else min(high, max(low, NOISE_FACTOR * self.noise))
         changed = changed_blocks(cells, threshold)
+        grow = math.ceil(self.pad / BLOCK)  # blocks whose outputs see a changed block
+        need = _dilate(changed, grow)
+        kept = ~need
+        if kept.any() and abs(float(drift[kept].mean())) > DRIFT:  # a fade: what would be kept is drifting
+            return self._whole(pixels)
         if not changed.any():
             self.stats.skipped += 1
             return _Plan("same", reference, self.noise)
-        grow = math.ceil(self.pad / BLOCK)  # blocks whose outputs see a changed block
-        need = _dilate(changed, grow)
         budget = WHOLE_FRAME_SHARE * whole_cost(upscaler, height, width)
         if int(need.sum()) * BLOCK * BLOCK >= budget:  # the crops could only cost more (a pan, a cut)
             return self._whole(pixels)
@@ -270,23 +278,30 @@ def whole_cost(upscaler: Any, height: int, width: int) -> int:
     return sum((w.win_y[1] - w.win_y[0]) * (w.win_x[1] - w.win_x[0]) for w in windows)
 
 
-def block_differences(reference: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+def block_differences(reference: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The difference averaged over the channels and over 2x2 pixels (single-pixel noise halves, an edge that
-    moved does not), in 8-bit levels, as (block rows, block cols, cells): the 2x2 cells of each block.
+    moved does not), in 8-bit levels, as (block rows, block cols, cells): the 2x2 cells of each block; and
+    each block's mean signed difference (``pixels`` minus ``reference``: a fade's, which noise has not).
 
-    OpenCV's SIMD kernels: about 0.5 ms at 480x270, a few % of what checking in numpy cost.
+    OpenCV's SIMD kernels: about 0.2 ms at 480x270, a few % of what checking in numpy cost.
     """
     import cv2
 
     scale = (255.0 / 65535.0 if pixels.dtype == np.uint16 else 1.0) / 3.0
-    diff = cv2.transform(cv2.absdiff(reference, pixels).astype(np.float32), np.full((1, 3), scale, np.float32))
-    height, width = diff.shape
+    signed = cv2.transform(
+        cv2.subtract(pixels.astype(np.float32), reference.astype(np.float32)), np.full((1, 3), scale, np.float32)
+    )
+    height, width = signed.shape
     rows, cols = -(-height // BLOCK), -(-width // BLOCK)
     if (rows * BLOCK, cols * BLOCK) != (height, width):
+        signed = cv2.copyMakeBorder(signed, 0, rows * BLOCK - height, 0, cols * BLOCK - width, cv2.BORDER_CONSTANT, 0)
+    diff = cv2.transform(cv2.absdiff(reference, pixels).astype(np.float32), np.full((1, 3), scale, np.float32))
+    if diff.shape != signed.shape:
         diff = cv2.copyMakeBorder(diff, 0, rows * BLOCK - height, 0, cols * BLOCK - width, cv2.BORDER_CONSTANT, 0)
     cells = cv2.resize(diff, (cols * BLOCK // 2, rows * BLOCK // 2), interpolation=cv2.INTER_AREA)  # 2x2 means
+    drift = cv2.resize(signed, (cols, rows), interpolation=cv2.INTER_AREA)  # block means
     half = BLOCK // 2
-    return cells.reshape(rows, half, cols, half).transpose(0, 2, 1, 3).reshape(rows, cols, half * half)
+    return cells.reshape(rows, half, cols, half).transpose(0, 2, 1, 3).reshape(rows, cols, half * half), drift
 
 
 def changed_blocks(cells: np.ndarray, threshold: float) -> np.ndarray:
