@@ -141,10 +141,10 @@ class PyAVEncoder(Stage, SegmentedEncoder):
         if opts.codec not in ALPHA_FORMATS and opts.alpha == "keep":
             codec = KEEP_ALPHA.get(fmt)
             if codec is None or "codec" in self.job.pinned:
-                where = "no codec of the {fmt} container" if codec is None else f"{opts.codec}"
+                holder = f"no codec of the {fmt} container holds" if codec is None else f"{opts.codec} cannot hold"
                 raise UsageError(
-                    f"{shown(self.job.input)} has transparency, which {where.format(fmt=fmt)} can hold "
-                    "(encode.alpha = keep): write .mov (ProRes 4444), .webm or .mkv (VP9), or --set encode.alpha=drop"
+                    f"{shown(self.job.input)} has transparency, which {holder} (encode.alpha = keep): "
+                    "write .mov (ProRes 4444), .webm or .mkv (VP9), or --set encode.alpha=drop"
                 )
             opts = for_container_codec(opts, codec)
         if opts.codec not in ALPHA_FORMATS:
