@@ -30,7 +30,6 @@ from vsr import (
     open_input,
     read_hdr,
     read_still_tags,
-    shown,
     to_rgba,
     upright,
     video_stream,
@@ -138,19 +137,16 @@ class PyAVDecoder(Stage):
                 return
 
     def _animation(self) -> Iterator[Frame]:
-        """An animated WebP's frames (Pillow), from the job's resume point to its end point."""
+        """An animated WebP's frames (Pillow), from the job's resume point to its end point, read once."""
         job, media = self.job, self.job.media
-        assert media is not None and media.frames is not None
-        times = animated_webp(job.input)
-        if times is None:
-            raise VsrError(f"{shown(job.input)}: the animated WebP changed while it was read")
-        pictures = webp_frames(job.input, media.alpha)
-        ends = [*times.times[1:], times.duration_ms]
-        for index, (pts, end, (pixels, alpha)) in enumerate(zip(times.times, ends, pictures, strict=False)):
+        assert media is not None
+        pts = 0  # milliseconds: each frame starts where the ones before it end
+        for index, (pixels, alpha, duration) in enumerate(webp_frames(job.input, media.alpha)):
             if job.until_pts is not None and pts >= job.until_pts:
                 break
             if index >= job.start_index and (job.after_pts is None or pts > job.after_pts):
-                yield Frame(pixels, pts, media.time_base, media.colour, index, alpha=alpha, duration=end - pts)
+                yield Frame(pixels, pts, media.time_base, media.colour, index, alpha=alpha, duration=duration)
+            pts += duration
 
     def frame_times(self) -> list[int] | None:
         """Every frame's pts, from the packets alone (sorted: B-frames come out of order).

@@ -57,15 +57,21 @@ def animated_webp(path: Path) -> Animation | None:
         return None
 
 
-def webp_frames(path: Path, alpha: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Each frame of an animated WebP as it is shown (Pillow composes partial frames): RGB and its alpha."""
+def webp_frames(path: Path, alpha: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+    """Each frame of an animated WebP as it is shown (Pillow composes partial frames): RGB, its alpha, and how
+    long it is shown in milliseconds (as :func:`animated_webp` counts it)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             for index in range(image.n_frames):
                 image.seek(index)
-                rgba = np.asarray(image.convert("RGBA"))
-                yield np.ascontiguousarray(rgba[..., :3]), (np.ascontiguousarray(rgba[..., 3]) if alpha else None)
+                rgba = np.asarray(image.convert("RGBA"))  # loads the frame, which sets its duration
+                duration = int(image.info.get("duration") or 100)
+                yield (
+                    np.ascontiguousarray(rgba[..., :3]),
+                    np.ascontiguousarray(rgba[..., 3]) if alpha else None,
+                    duration,
+                )
     except (OSError, ValueError) as exc:
         raise VsrError(f"{shown(path)}: decoding the animated WebP failed ({exc})") from None
